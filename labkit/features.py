@@ -1,0 +1,183 @@
+"""The feature-extraction fast path: run the frozen backbone once, cache its features, train heads on them.
+
+Features are cached in memory and on disk (`.labkit_cache/features/` or $LABKIT_CACHE), keyed by backbone +
+weights (pretrained or random) + preprocessing + depth + the data's content hash, so a second extraction with the
+same key never runs the backbone, and training a head for many epochs costs almost nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from labkit.repro import resolve_device
+
+__all__ = ["extract_features", "feature_key", "clear_memory_cache", "linear_probe", "train_head", "make_head",
+           "FeatureLoader", "cache_dir", "STATS"]
+
+_MEMORY: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+STATS = {"backbone_batches": 0, "memory_hits": 0, "disk_hits": 0}  # tests and benchmarks read these
+
+
+def cache_dir() -> Path:
+    """Where cached features live on disk."""
+    return Path(os.environ.get("LABKIT_CACHE", ".labkit_cache")) / "features"
+
+
+def clear_memory_cache() -> None:
+    _MEMORY.clear()
+
+
+def _weights_digest(backbone: nn.Module) -> str:
+    """A short hash of the backbone's weights, so two random inits (or a fine-tuned copy) never share a cache."""
+    h = hashlib.sha1()
+    for name, t in sorted(backbone.state_dict().items()):
+        if t.dtype.is_floating_point and t.numel():
+            h.update(name.encode())
+            flat = t.detach().reshape(-1).float()
+            # a strided sample plus the sum: cheap and sensitive to any change of the weights
+            h.update(flat[:: max(1, flat.numel() // 64)].cpu().numpy().tobytes())
+            h.update(np.float64(flat.double().sum().item()).tobytes())
+    return h.hexdigest()[:12]
+
+
+def feature_key(backbone, ds, depth: str | None, size: int) -> str:
+    """The cache key: backbone name + weights + preprocessing + depth + data content."""
+    pre = backbone.preprocessing.with_size(size)
+    parts = [backbone.name, _weights_digest(backbone), pre.key(), str(depth), ds.fingerprint()]
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:20]
+
+
+def extract_features(backbone, ds, depth: str | None = None, size: int | None = None, batch_size: int = 64,
+                     device: str | None = "auto", cache: bool = True, progress: bool | None = None,
+                     preprocessing=None) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled features (N, C) float32 and labels (N,) of `ds` at `depth` (default: the last feature depth).
+
+    The backbone runs in eval mode without gradients; its previous mode is restored.
+    preprocessing: override the backbone's preprocessing (the pitfalls notebook feeds wrong statistics on purpose).
+    """
+    from labkit.data import make_loader
+    from labkit.train import eval_mode, progress_enabled
+
+    pre = preprocessing or backbone.preprocessing
+    size = int(size or pre.size)
+    key = None
+    if cache:
+        key = feature_key(backbone, ds, depth, size)
+        if preprocessing is not None:
+            key = hashlib.sha1((key + pre.with_size(size).key()).encode()).hexdigest()[:20]
+        if key in _MEMORY:
+            STATS["memory_hits"] += 1
+            return _MEMORY[key]
+        path = cache_dir() / f"{key}.npz"
+        if path.exists():
+            with np.load(path, allow_pickle=False) as f:
+                out = (f["X"], f["y"])
+            _MEMORY[key] = out
+            STATS["disk_hits"] += 1
+            return out
+    device = resolve_device(device)
+    backbone.to(device)
+    loader = make_loader(ds, pre, batch_size=batch_size, size=size)
+    feats = []
+    iterator = loader
+    if progress_enabled(progress):
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(loader, desc=f"features {backbone.name}@{depth or 'final'}", leave=False)
+    with eval_mode(backbone), torch.inference_mode():
+        for x, _ in iterator:
+            STATS["backbone_batches"] += 1
+            feats.append(backbone.features(x.to(device), depth).float().cpu())
+    X = torch.cat(feats).numpy().astype(np.float32)
+    y = ds.labels.copy()
+    out = (X, y)
+    if cache:
+        _MEMORY[key] = out
+        path = cache_dir() / f"{key}.npz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, X=X, y=y)
+        os.replace(tmp, path)
+    return out
+
+
+def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int = 2000) -> float:
+    """Test accuracy of a standardised logistic regression trained on frozen features (the standard probe)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    clf.fit(X_train, y_train)
+    return float(clf.score(X_test, y_test))
+
+
+class FeatureLoader:
+    """Batches of cached features (x, y) for `labkit.fit`: no backbone in the loop."""
+
+    def __init__(self, X, y, batch_size: int = 128, shuffle: bool = False, seed: int = 0):
+        self.X = torch.as_tensor(np.asarray(X), dtype=torch.float32)
+        self.y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+        self.batch_size, self.shuffle, self.seed, self._epoch = batch_size, shuffle, seed, 0
+
+    def __len__(self) -> int:
+        return (len(self.y) + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self._epoch)
+        self._epoch += 1
+        order = torch.randperm(len(self.y), generator=g) if self.shuffle else torch.arange(len(self.y))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start:start + self.batch_size]
+            yield self.X[idx], self.y[idx]
+
+
+def make_head(in_features: int, num_classes: int, kind: str = "linear", hidden: int = 256,
+              dropout: float = 0.2) -> nn.Module:
+    """A linear head or a small MLP head (Linear -> ReLU -> Dropout -> Linear)."""
+    if kind == "linear":
+        return nn.Linear(in_features, num_classes)
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout),
+                             nn.Linear(hidden, num_classes))
+    raise ValueError(f"Unknown head kind {kind!r}: use 'linear' or 'mlp'.")
+
+
+def train_head(X_train, y_train, X_val=None, y_val=None, kind: str = "linear", num_epochs: int = 30,
+               lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 128, seed: int = 0,
+               standardize: bool = True, **fit_kwargs):
+    """Train a head on cached features with labkit's fit loop; returns (head, history).
+
+    standardize: scale features with the training set's mean/std (folded into the head, so it takes raw features).
+    """
+    from labkit.train import fit
+
+    X_train = np.asarray(X_train, dtype=np.float32)
+    num_classes = int(np.max(y_train)) + 1
+    torch.manual_seed(seed)
+    head = make_head(X_train.shape[1], num_classes, kind)
+    if standardize:
+        mean = X_train.mean(0)
+        std = X_train.std(0) + 1e-6
+        head = nn.Sequential(_Standardize(mean, std), head)
+    train_loader = FeatureLoader(X_train, y_train, batch_size, shuffle=True, seed=seed)
+    val_loader = FeatureLoader(X_val, y_val, 1024) if X_val is not None else None
+    fit_kwargs.setdefault("progress", False)
+    history = fit(head, train_loader, val_loader, num_epochs=num_epochs, lr=lr, weight_decay=weight_decay,
+                  **fit_kwargs)
+    return head, history
+
+
+class _Standardize(nn.Module):
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std

@@ -1,0 +1,58 @@
+"""Reproducibility: one explicit seed call, deterministic CPU settings for quick mode."""
+from __future__ import annotations
+
+import os
+import random
+
+__all__ = ["seed_everything", "resolve_device", "make_generator"]
+
+
+def seed_everything(seed: int = 0, deterministic: bool = True, threads: int | None = None) -> int:
+    """Seed Python, NumPy and torch; with deterministic=True also ask torch for deterministic kernels.
+
+    threads: torch CPU threads (None keeps torch's default). Quick-mode results are stable for a fixed thread count.
+    """
+    import numpy as np
+    import torch
+
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {seed!r}.")
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    if deterministic:
+        # warn_only: a kernel with no deterministic version warns instead of stopping a student's notebook
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return seed
+
+
+def make_generator(seed: int):
+    """A torch.Generator for DataLoader shuffling, so the order does not depend on earlier random calls."""
+    import torch
+
+    g = torch.Generator()
+    g.manual_seed(int(seed))
+    return g
+
+
+def resolve_device(device: str | None = "auto"):
+    """'auto' picks cuda, then mps, then cpu; an explicit device that is not available is an error."""
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' was requested but no CUDA GPU is visible: use device='auto' or 'cpu'.")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise RuntimeError("device='mps' was requested but Apple MPS is not available: use device='auto'.")
+    return dev

@@ -1,0 +1,547 @@
+"""labkit's one training loop.
+
+Everything that varies between experiments (early stopping, gradual unfreezing, EWC, replay, tracking accuracy
+on a source task) is a small `Callback` plugged into `fit`; there is no second loop anywhere in the kit.
+
+Batches are either `(x, y)` tuples (vision, cached features) or dicts with a "labels" key (Hugging Face text).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from labkit.freeze import (count_parameters, discriminative_param_groups, freeze_to, frozen_batchnorm_eval,
+                           model_depths, resolve_depth)
+from labkit.repro import resolve_device
+
+__all__ = ["fit", "evaluate", "predict", "eval_mode", "Callback", "EarlyStopping", "GradualUnfreezing",
+           "History", "Trainer", "measure_training_memory", "progress_enabled"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Small helpers
+# --------------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """Switch `model` (and every submodule) to eval mode, then restore each module's previous mode."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
+
+
+def progress_enabled(progress: bool | None = None) -> bool:
+    """Progress bars on unless turned off here or by LABKIT_PROGRESS=0 (runners and tests set it)."""
+    if progress is not None:
+        return bool(progress)
+    return os.environ.get("LABKIT_PROGRESS", "1").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def _to_device(obj, device, channels_last: bool = False):
+    if isinstance(obj, torch.Tensor):
+        obj = obj.to(device, non_blocking=True)
+        if channels_last and obj.dim() == 4:
+            obj = obj.contiguous(memory_format=torch.channels_last)
+        return obj
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device, channels_last) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device, channels_last) for v in obj)
+    return obj
+
+
+def _split_batch(batch) -> tuple[Any, torch.Tensor]:
+    """(inputs, targets) from an (x, y) tuple or a dict with 'labels'."""
+    if isinstance(batch, dict):
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        if "labels" not in batch:
+            raise ValueError("A dict batch needs a 'labels' entry (the class index of each example).")
+        return inputs, batch["labels"]
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise ValueError("Each batch must be (x, y) or a dict with 'labels'; got "
+                     f"{type(batch).__name__}. Build loaders with labkit.data.make_loader.")
+
+
+def _forward(model: nn.Module, inputs) -> torch.Tensor:
+    out = model(**inputs) if isinstance(inputs, dict) else model(inputs)
+    return getattr(out, "logits", out)
+
+
+def _check_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
+    if targets.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        raise TypeError(f"Class labels must be integers (torch.long), got {targets.dtype}. "
+                        "Use y.long() or labkit.data loaders.")
+    if targets.numel() and int(targets.max()) >= logits.shape[-1]:
+        raise ValueError(f"A label is {int(targets.max())} but the model has only {logits.shape[-1]} outputs: "
+                         "give the head as many classes as the dataset (load_backbone(..., num_classes=k)).")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------------------------
+def predict(model: nn.Module, loader: Iterable, device: str | torch.device | None = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and targets for a whole loader, always in eval mode (the previous mode is restored)."""
+    device = _model_device(model) if device is None else resolve_device(device)
+    all_logits, all_targets = [], []
+    with eval_mode(model), torch.no_grad():
+        for batch in loader:
+            inputs, targets = _split_batch(_to_device(batch, device))
+            all_logits.append(_forward(model, inputs).float().cpu())
+            all_targets.append(targets.cpu())
+    if not all_logits:
+        raise ValueError("The loader is empty: there is nothing to evaluate.")
+    return torch.cat(all_logits), torch.cat(all_targets)
+
+
+def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | None = None,
+             loss_fn: Callable | None = None) -> dict:
+    """Loss and accuracy on a loader, in eval mode; the model's previous train/eval mode is restored."""
+    logits, targets = predict(model, loader, device)
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    return {"loss": float(loss_fn(logits, targets)), "acc": float((logits.argmax(1) == targets).float().mean()),
+            "n": int(targets.numel())}
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# History and callbacks
+# --------------------------------------------------------------------------------------------------------------
+@dataclass
+class History:
+    """Per-epoch records of a fit: train/val loss and accuracy, seconds, peak memory, plus callback metrics."""
+
+    epochs: list[dict] = field(default_factory=list)
+    trainable_params: int = 0
+    total_params: int = 0
+    peak_mem_mb: float = float("nan")
+    seconds: float = 0.0
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+    def __getitem__(self, key: str) -> list:
+        return [e.get(key) for e in self.epochs]
+
+    def last(self, key: str):
+        return self.epochs[-1].get(key) if self.epochs else None
+
+    def best(self, key: str = "val_acc"):
+        """The value of `key` at the best epoch (the one kept by early stopping), else the last epoch."""
+        if self.best_epoch is not None:
+            return self.epochs[self.best_epoch].get(key)
+        return self.last(key)
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.epochs)
+
+    def plot(self, ax=None, keys: Sequence[str] = ("train_loss", "val_loss"), label: str = ""):
+        """Loss curves (or any recorded keys) against epoch."""
+        import matplotlib.pyplot as plt
+
+        ax = ax or plt.gca()
+        for key in keys:
+            values = self[key]
+            if any(v is not None for v in values):
+                ax.plot(range(1, len(values) + 1), values, marker="o", label=f"{label} {key}".strip())
+        ax.set_xlabel("epoch")
+        ax.legend()
+        return ax
+
+
+class Callback:
+    """Hooks into `fit`. Override what you need; every hook gets the `Trainer` (model, optimizer, history...)."""
+
+    def on_fit_start(self, trainer: "Trainer") -> None: ...
+    def on_epoch_start(self, trainer: "Trainer") -> None: ...
+
+    def on_batch(self, trainer: "Trainer", batch):
+        """Return the batch to train on (replay mixes stored examples in here)."""
+        return batch
+
+    def penalty(self, trainer: "Trainer") -> torch.Tensor | None:
+        """An extra loss term added to the task loss (EWC, L2-SP, distillation)."""
+        return None
+
+    def on_after_backward(self, trainer: "Trainer") -> None: ...
+    def on_batch_end(self, trainer: "Trainer") -> None: ...
+
+    def on_epoch_end(self, trainer: "Trainer", logs: dict) -> None:
+        """`logs` is this epoch's record; add metrics to it (e.g. logs['source_acc'])."""
+
+    def on_fit_end(self, trainer: "Trainer") -> None: ...
+
+
+class EarlyStopping(Callback):
+    """Stop when the monitored validation metric has not improved for `patience` epochs; keep the best weights."""
+
+    def __init__(self, patience: int = 3, monitor: str = "val_loss", mode: str | None = None,
+                 restore_best: bool = True, min_delta: float = 0.0):
+        self.patience, self.monitor, self.restore_best, self.min_delta = patience, monitor, restore_best, min_delta
+        self.mode = mode or ("min" if "loss" in monitor else "max")
+        self.best_value, self.best_state, self.wait = None, None, 0
+
+    def on_fit_start(self, trainer):
+        self.best_value, self.best_state, self.wait = None, None, 0
+
+    def _better(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        if self.mode == "min":
+            return value < self.best_value - self.min_delta
+        return value > self.best_value + self.min_delta
+
+    def on_epoch_end(self, trainer, logs):
+        value = logs.get(self.monitor)
+        if value is None:
+            raise ValueError(f"EarlyStopping monitors {self.monitor!r} but this fit has no such metric: "
+                             "pass a val_loader (or monitor a metric a callback records).")
+        if self._better(value):
+            self.best_value, self.wait = value, 0
+            trainer.history.best_epoch = len(trainer.history.epochs)  # index of this epoch once appended
+            if self.restore_best:
+                self.best_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                trainer.stop_training = True
+                trainer.history.stopped_early = True
+
+    def on_fit_end(self, trainer):
+        if self.restore_best and self.best_state is not None:
+            trainer.model.load_state_dict(self.best_state)
+
+
+class GradualUnfreezing(Callback):
+    """ULMFiT-style: start with only the classifier trainable, unfreeze one more depth every `every` epochs.
+
+    Newly unfrozen depths join the optimizer with a discriminative LR (`decay` per depth below the top).
+    """
+
+    def __init__(self, every: int = 1, decay: float = 0.5, stop_at: int | str = 0):
+        self.every, self.decay, self.stop_at = every, decay, stop_at
+        self.current = None
+
+    def on_fit_start(self, trainer):
+        depths = list(model_depths(trainer.model))
+        self.names = depths
+        self.current = len(depths) - 1
+        self.floor = resolve_depth(trainer.model, self.stop_at)
+        freeze_to(trainer.model, self.current)
+        trainer.rebuild_optimizer()
+
+    def on_epoch_start(self, trainer):
+        if trainer.epoch == 0 or trainer.epoch % self.every or self.current <= self.floor:
+            return
+        self.current -= 1
+        name = self.names[self.current]
+        module = model_depths(trainer.model)[name]
+        params = [p for p in module.parameters() if not p.requires_grad]
+        for p in params:
+            p.requires_grad_(True)
+        if params:
+            top_lr = trainer.base_lr
+            lr = top_lr * self.decay ** (len(self.names) - 1 - self.current)
+            trainer.optimizer.add_param_group({"params": params, "lr": lr, "base_lr": lr, "name": name,
+                                               "weight_decay": trainer.weight_decay})
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Memory
+# --------------------------------------------------------------------------------------------------------------
+def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = None,
+                            optimizer_states_per_param: int = 2) -> dict:
+    """Bytes a training step needs: weights, gradients, optimizer state and the tensors autograd saves.
+
+    On CPU there is no allocator high-water mark, so the activations kept for backward are counted exactly with
+    autograd's saved-tensor hooks; weights/gradients/optimizer state (AdamW: 2 per trainable parameter) are
+    counted from the parameters. On CUDA `fit` reports torch.cuda.max_memory_allocated instead.
+    """
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    device = _model_device(model)
+    seen: dict[tuple, int] = {}
+
+    def pack(t: torch.Tensor):
+        if isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter):
+            try:
+                key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
+                seen[key] = t.untyped_storage().nbytes()
+            except Exception:
+                seen[(id(t), t.numel())] = t.numel() * t.element_size()
+        return t
+
+    inputs, targets = _split_batch(_to_device(batch, device))
+    was_training = model.training
+    # the measuring step must not change the model: keep BatchNorm running statistics as they were
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+    model.train()
+    frozen_batchnorm_eval(model)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = _forward(model, inputs)
+        loss = loss_fn(logits, targets) if logits.requires_grad else None
+    if loss is not None:
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
+    model.train(was_training)
+    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    activations = sum(v for k, v in seen.items() if k[0] not in param_ptrs)
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    total = weights + trainable * (1 + optimizer_states_per_param) + activations
+    return {"weights": weights, "gradients": trainable, "optimizer_state": trainable * optimizer_states_per_param,
+            "activations": activations, "total": total, "total_mb": total / 2**20}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------------------
+class Trainer:
+    """The state of one `fit` call, handed to every callback."""
+
+    def __init__(self, model, optimizer_factory, base_lr, weight_decay, param_groups, device):
+        self.model = model
+        self.device = device
+        self.base_lr = base_lr
+        self.weight_decay = weight_decay
+        self._optimizer_factory = optimizer_factory
+        self._param_groups = param_groups
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.history = History()
+        self.epoch = 0
+        self.step = 0
+        self.total_steps = 0
+        self.stop_training = False
+        self.batch = None
+        self.loss: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None
+        self.rebuild_optimizer()
+
+    def rebuild_optimizer(self) -> None:
+        """(Re)create the optimizer over the currently trainable parameters."""
+        if callable(self._param_groups):
+            groups = self._param_groups(self.model)
+        elif self._param_groups is not None:
+            groups = self._param_groups
+        else:
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            if not params:
+                raise ValueError("No trainable parameters: unfreeze something (e.g. freeze_to(model, -1)) "
+                                 "before calling fit.")
+            groups = [{"params": params, "lr": self.base_lr, "weight_decay": self.weight_decay}]
+        groups = [dict(g) for g in groups]
+        for g in groups:
+            g.setdefault("lr", self.base_lr)
+            g.setdefault("weight_decay", self.weight_decay)
+            g["base_lr"] = g["lr"]
+        self.optimizer = self._optimizer_factory(groups)
+
+
+def _make_optimizer_factory(optimizer: str | Callable) -> Callable:
+    if callable(optimizer):
+        return optimizer
+    name = str(optimizer).lower()
+    if name == "adamw":
+        return lambda groups: torch.optim.AdamW(groups)
+    if name == "adam":
+        return lambda groups: torch.optim.Adam(groups)
+    if name == "sgd":
+        return lambda groups: torch.optim.SGD(groups, momentum=0.9)
+    raise ValueError(f"Unknown optimizer {optimizer!r}: use 'adamw', 'adam', 'sgd' or a callable(groups).")
+
+
+def _schedule_factor(kind: str | None, step: int, total: int, warmup: int) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if kind in (None, "constant"):
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    if kind == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    if kind == "linear":
+        return max(0.0, 1 - progress)
+    raise ValueError(f"Unknown scheduler {kind!r}: use None, 'cosine' or 'linear'.")
+
+
+class _LivePlot(Callback):
+    """Redraws the loss curves in the notebook at the end of each epoch."""
+
+    def on_epoch_end(self, trainer, logs):
+        try:
+            import matplotlib.pyplot as plt
+            from IPython.display import clear_output, display
+        except ImportError:
+            return
+        clear_output(wait=True)
+        fig, ax = plt.subplots(figsize=(5, 3))
+        trainer.history.epochs.append(logs)
+        try:
+            trainer.history.plot(ax)
+        finally:
+            trainer.history.epochs.pop()
+        display(fig)
+        plt.close(fig)
+
+
+def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, *, num_epochs: int = 5,
+        lr: float = 1e-3, optimizer: str | Callable = "adamw", weight_decay: float = 0.0,
+        param_groups: list[dict] | Callable | None = None, scheduler: str | None = None, warmup_steps: int = 0,
+        loss_fn: Callable | None = None, callbacks: Sequence[Callback] = (), device: str | None = "auto",
+        amp: bool | str = "auto", channels_last: bool | str = "auto", bn_policy: str = "freeze",
+        early_stopping: int | None = None, max_grad_norm: float | None = None, max_steps: int | None = None,
+        progress: bool | None = None, live_plot: bool = False, measure_memory: bool = True) -> History:
+    """Train `model`; return its per-epoch `History`.
+
+    param_groups: explicit optimizer groups, or a callable(model) -> groups (e.g. discriminative LRs).
+    bn_policy: "freeze" keeps BatchNorm layers whose parameters are frozen in eval mode (running statistics
+        unchanged); "train" lets them update like the rest (the pitfall notebook shows the cost).
+    amp / channels_last: "auto" turns them on for CUDA only (bfloat16 autocast, NHWC memory layout).
+    early_stopping: patience in epochs on val_loss (needs val_loader); the best weights are restored.
+    max_steps: stop after this many optimizer steps (benchmarks, smoke tests).
+    """
+    if num_epochs < 1:
+        raise ValueError(f"num_epochs must be at least 1, got {num_epochs}.")
+    if bn_policy not in ("freeze", "train"):
+        raise ValueError(f"bn_policy must be 'freeze' or 'train', got {bn_policy!r}.")
+    device = resolve_device(device)
+    model.to(device)
+    use_amp = device.type == "cuda" if amp == "auto" else bool(amp)
+    use_cl = device.type == "cuda" if channels_last == "auto" else bool(channels_last)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    loss_fn = loss_fn or nn.functional.cross_entropy
+    callbacks = list(callbacks)
+    if early_stopping:
+        if val_loader is None:
+            raise ValueError("early_stopping needs a val_loader to watch.")
+        callbacks.append(EarlyStopping(patience=int(early_stopping)))
+    if live_plot:
+        callbacks.append(_LivePlot())
+
+    trainer = Trainer(model, _make_optimizer_factory(optimizer), lr, weight_decay, param_groups, device)
+    try:
+        steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
+    except TypeError:
+        steps_per_epoch = 0
+    trainer.total_steps = steps_per_epoch * num_epochs
+    if max_steps:
+        trainer.total_steps = min(trainer.total_steps or max_steps, max_steps)
+
+    for cb in callbacks:
+        cb.on_fit_start(trainer)
+    history = trainer.history
+    history.total_params = count_parameters(model)
+
+    bar = None
+    if progress_enabled(progress):
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=trainer.total_steps or None, desc="fit", leave=False)
+
+    cpu_memory_mb = float("nan")
+    fit_start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_amp
+                else contextlib.nullcontext())
+    try:
+        for epoch in range(num_epochs):
+            trainer.epoch = epoch
+            for cb in callbacks:
+                cb.on_epoch_start(trainer)
+            model.train()
+            if bn_policy == "freeze":
+                frozen_batchnorm_eval(model)
+            t0 = time.perf_counter()
+            total_loss, correct, seen = 0.0, 0, 0
+            for batch in train_loader:
+                batch = _to_device(batch, device, use_cl)
+                for cb in callbacks:
+                    batch = cb.on_batch(trainer, batch)
+                trainer.batch = batch
+                inputs, targets = _split_batch(batch)
+                with autocast:
+                    logits = _forward(model, inputs)
+                    if trainer.step == 0:
+                        _check_targets(logits, targets)
+                    loss = loss_fn(logits.float(), targets)
+                for cb in callbacks:
+                    extra = cb.penalty(trainer)
+                    if extra is not None:
+                        loss = loss + extra
+                trainer.loss, trainer.logits = loss, logits
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The loss became {float(loss)} at epoch {epoch + 1}: the learning rate ({lr}) is probably "
+                        "too high for this model. Try a 10x smaller lr.")
+                factor = _schedule_factor(scheduler, trainer.step, trainer.total_steps or 1, warmup_steps)
+                for g in trainer.optimizer.param_groups:
+                    g["lr"] = g.get("base_lr", g["lr"]) * factor
+                trainer.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                for cb in callbacks:
+                    cb.on_after_backward(trainer)
+                if max_grad_norm:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+                trainer.optimizer.step()
+                trainer.step += 1
+                if measure_memory and device.type != "cuda" and math.isnan(cpu_memory_mb):
+                    # measured once, after the first real step (labels already checked); it restores BN buffers
+                    cpu_memory_mb = measure_training_memory(model, batch, loss_fn)["total_mb"]
+                    if bn_policy == "freeze":
+                        frozen_batchnorm_eval(model)
+                n = targets.shape[0]
+                total_loss += float(loss.detach()) * n
+                correct += int((logits.detach().argmax(-1)[:n] == targets).sum())
+                seen += n
+                for cb in callbacks:
+                    cb.on_batch_end(trainer)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}")
+                if max_steps and trainer.step >= max_steps:
+                    trainer.stop_training = True
+                    break
+            logs = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
+                    "lr": max(g["lr"] for g in trainer.optimizer.param_groups),
+                    "trainable_params": count_parameters(model, trainable_only=True)}
+            if val_loader is not None:
+                val = evaluate(model, val_loader, device, loss_fn)
+                logs["val_loss"], logs["val_acc"] = val["loss"], val["acc"]
+            logs["seconds"] = time.perf_counter() - t0
+            logs["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
+                                   else cpu_memory_mb)
+            for cb in callbacks:
+                cb.on_epoch_end(trainer, logs)
+            history.epochs.append(logs)
+            if trainer.stop_training:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    for cb in callbacks:
+        cb.on_fit_end(trainer)
+    history.seconds = time.perf_counter() - fit_start
+    history.trainable_params = max(e["trainable_params"] for e in history.epochs) if history.epochs else 0
+    history.peak_mem_mb = max((e["peak_mem_mb"] for e in history.epochs), default=float("nan"))
+    return history

@@ -1,0 +1,87 @@
+"""Data sets and loaders: real files, few-shot sampling, class splits, clear errors."""
+import numpy as np
+import pytest
+import torch
+
+from labkit import data
+from labkit.assets import Preprocessing
+
+
+def test_fashion_mnist_from_debian_files():
+    train, test = data.fashion_mnist("train"), data.fashion_mnist("test")
+    assert train.images.shape == (60000, 28, 28) and len(test) == 10000
+    assert train.classes[9] == "Ankle boot" and set(np.unique(train.labels)) == set(range(10))
+
+
+def test_few_shot_is_stratified_and_seeded():
+    ds = data.digits("train")
+    a, b = ds.few_shot(5, seed=1), ds.few_shot(5, seed=1)
+    assert np.array_equal(a.labels, b.labels) and np.array_equal(a.images, b.images)
+    assert np.bincount(a.labels).tolist() == [5] * 10
+    assert not np.array_equal(ds.few_shot(5, seed=2).images, a.images)
+    with pytest.raises(ValueError, match="only"):
+        ds.few_shot(10_000)
+
+
+def test_split_is_disjoint_and_stratified():
+    ds = data.lfw_subset("all")
+    rest, held = ds.split(0.25, seed=0)
+    assert len(rest) + len(held) == 200 and np.bincount(held.labels).tolist() == [25, 25]
+    assert data.digits("train").fingerprint() != data.digits("test").fingerprint()
+
+
+def test_class_split_relabels():
+    ds = data.fashion_mnist("test")
+    a, b = data.class_split(ds, range(5), range(5, 10))
+    assert set(a.labels) == set(range(5)) == set(b.labels)
+    assert b.classes[0] == "Sandal" and len(a) + len(b) == len(ds)
+    with pytest.raises(ValueError, match="overlap"):
+        data.class_split(ds, [0, 1], [1, 2])
+
+
+def test_loader_makes_normalised_three_channel_batches():
+    pre = Preprocessing(mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), size=32)
+    ds = data.digits("train").few_shot(3)
+    x, y = next(iter(data.make_loader(ds, pre, batch_size=8)))
+    assert x.shape == (8, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert -1.0 <= float(x.min()) and float(x.max()) <= 1.0 and torch.equal(x[:, 0], x[:, 1])
+    assert len(data.make_loader(ds, pre, batch_size=8)) == 4
+
+
+def test_image_folder_bring_your_own_data(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("cats", "dogs"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "cats" / "notes.txt").write_text("not an image")
+    ds = data.load_dataset(str(tmp_path), size=32)
+    assert ds.images.shape == (6, 32, 32, 3) and ds.classes == ["cats", "dogs"]
+
+
+def test_missing_and_unknown_datasets_are_explained(tmp_path, monkeypatch):
+    with pytest.raises(data.DataUnavailableError, match="No image folder"):
+        data.load_dataset(str(tmp_path / "nope"))
+    with pytest.raises(KeyError, match="Did you mean 'fashion_mnist'"):
+        data.load_dataset("fashion-mnist")
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("LABKIT_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(data.DataUnavailableError, match="apt-get install dataset-fashion-mnist"):
+        data.fashion_mnist("test")
+
+
+def test_text_corpora_and_csv(tmp_path):
+    ng = data.newsgroups(["sci.space", "rec.autos"], split="test")
+    assert ng.classes == ["sci.space", "rec.autos"] and len(ng) > 500
+    tweets = data.election_tweets()
+    assert len(tweets) == 6444 and len(tweets.classes) == 2
+    f = tmp_path / "reviews.csv"
+    f.write_text("text,label\ngreat film,pos\nawful plot,neg\nloved it,pos\n")
+    ds = data.load_text_dataset(str(f))
+    assert ds.classes == ["neg", "pos"] and ds.labels.tolist() == [1, 0, 1]
+    with pytest.raises(ValueError, match="no column"):
+        data.text_file(f, text_column="review")

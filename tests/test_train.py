@@ -1,0 +1,182 @@
+"""The one fit loop: freezing, parameter groups, BatchNorm policy, eval mode, callbacks, clear errors."""
+import pytest
+import torch
+from torch import nn
+
+import labkit
+from labkit import data
+from labkit.freeze import count_parameters, discriminative_param_groups, freeze_to, model_depths
+from labkit.train import EarlyStopping, GradualUnfreezing, evaluate, eval_mode, fit
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    ds = data.digits("train").few_shot(6, seed=0)
+    return ds
+
+
+def _loader(bb, ds, **kw):
+    return data.make_loader(ds, bb, batch_size=20, size=32, **kw)
+
+
+def test_freeze_to_leaves_exactly_the_intended_parameters_trainable():
+    bb = labkit.load_backbone("efficientnet_lite0", pretrained=False, num_classes=10)
+    freeze_to(bb, "stage6")
+    depths = model_depths(bb)
+    names = list(depths)
+    for i, (name, module) in enumerate(depths.items()):
+        expected = i >= names.index("stage6")
+        assert all(p.requires_grad == expected for p in module.parameters()), name
+    trainable = sum(p.numel() for n in names[names.index("stage6"):] for p in depths[n].parameters())
+    assert count_parameters(bb, trainable_only=True) == trainable
+    freeze_to(bb, -1)
+    assert count_parameters(bb, trainable_only=True) == 1280 * 10 + 10
+
+
+def test_freeze_to_matches_a_hand_written_version():
+    """The five-line version a notebook derives inline behaves like labkit's."""
+    a = labkit.load_backbone("efficientnet_lite0", pretrained=False, num_classes=3)
+    b = labkit.load_backbone("efficientnet_lite0", pretrained=False, num_classes=3)
+    freeze_to(a, "stage7")
+    for p in b.parameters():
+        p.requires_grad = False
+    for name in ("stage7", "top", "classifier"):
+        for p in b.depth_modules()[name].parameters():
+            p.requires_grad = True
+    assert [p.requires_grad for p in a.parameters()] == [p.requires_grad for p in b.parameters()]
+
+
+def test_discriminative_groups_carry_the_intended_lrs():
+    bb = labkit.load_backbone("efficientnet_lite0", pretrained=False, num_classes=10)
+    freeze_to(bb, "stage7")
+    groups = discriminative_param_groups(bb, lr=1e-3, decay=0.1)
+    assert [g["name"] for g in groups] == ["stage7", "top", "classifier"]
+    assert [g["lr"] for g in groups] == pytest.approx([1e-5, 1e-4, 1e-3])
+    groups = discriminative_param_groups(bb, lr=1e-3, lrs={"top": 5e-4})
+    assert groups[1]["lr"] == 5e-4
+    freeze_to(bb, 0)
+    for p in bb.parameters():
+        p.requires_grad = False
+    with pytest.raises(ValueError, match="No trainable parameters"):
+        discriminative_param_groups(bb, lr=1e-3)
+
+
+def test_fit_uses_the_param_groups(tiny_data):
+    bb = labkit.load_backbone("efficientnet_lite0", pretrained=False, num_classes=10)
+    freeze_to(bb, "top")
+    seen = {}
+
+    class Spy(labkit.Callback):
+        def on_fit_start(self, trainer):
+            seen.update({g["name"]: g["lr"] for g in trainer.optimizer.param_groups})
+
+    fit(bb, _loader(bb, tiny_data), num_epochs=1, callbacks=[Spy()], device="cpu",
+        param_groups=lambda m: discriminative_param_groups(m, lr=1e-2, decay=0.5))
+    assert seen == {"top": 5e-3, "classifier": 1e-2}
+
+
+def test_frozen_batchnorm_statistics_do_not_move(tiny_data):
+    bb = labkit.load_backbone("efficientnet_lite0", pretrained=True, num_classes=10)
+    freeze_to(bb, -1)
+    before = {k: v.clone() for k, v in bb.state_dict().items() if "running" in k}
+    hist = fit(bb, _loader(bb, tiny_data, shuffle=True), num_epochs=1, lr=1e-2, device="cpu")
+    after = bb.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert hist.epochs[0]["trainable_params"] == 12810
+    # the explicit opposite policy does update them (the pitfall notebook measures that drift)
+    fit(bb, _loader(bb, tiny_data), num_epochs=1, lr=1e-2, device="cpu", bn_policy="train")
+    assert any(not torch.equal(before[k], bb.state_dict()[k]) for k in before)
+
+
+def test_evaluation_restores_train_mode(tiny_data):
+    bb = labkit.load_backbone("efficientnet_lite0", pretrained=False, num_classes=10)
+    bb.train()
+    bb.net.bn1.eval()  # a deliberately mixed state must come back exactly
+    modes = [m.training for m in bb.modules()]
+    seen_modes = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bb = bb
+
+        def forward(self, x):
+            seen_modes.append(self.bb.training)
+            return self.bb(x)
+
+    evaluate(Probe(), _loader(bb, tiny_data), device="cpu")
+    assert seen_modes and not any(seen_modes)  # evaluated in eval mode
+    assert [m.training for m in bb.modules()] == modes
+    with eval_mode(bb):
+        assert not bb.training
+    assert bb.training
+
+
+def test_history_early_stopping_and_callbacks():
+    torch.manual_seed(0)
+    X = torch.randn(64, 5)
+    y = (X[:, 0] > 0).long()
+    loader = [(X[i:i + 16], y[i:i + 16]) for i in range(0, 64, 16)]
+    model = nn.Linear(5, 2)
+    calls = []
+
+    class Track(labkit.Callback):
+        def on_epoch_end(self, trainer, logs):
+            logs["custom"] = trainer.epoch
+            calls.append(trainer.epoch)
+
+    hist = fit(model, loader, loader, num_epochs=4, lr=0.1, callbacks=[Track()], device="cpu")
+    assert len(hist.epochs) == 4 and hist["custom"] == [0, 1, 2, 3]
+    assert hist.last("val_acc") > 0.8 and hist.epochs[0]["train_loss"] > hist.epochs[-1]["train_loss"]
+    # a validation set the model cannot improve on stops early and restores the best weights
+    noisy = [(torch.randn(16, 5), torch.randint(0, 2, (16,))) for _ in range(2)]
+    stop = EarlyStopping(patience=1)
+    hist = fit(nn.Linear(5, 2), loader, noisy, num_epochs=30, lr=0.5, callbacks=[stop], device="cpu")
+    assert hist.stopped_early and len(hist.epochs) < 30 and hist.best_epoch is not None
+
+
+def test_gradual_unfreezing_adds_depths_over_epochs(tiny_data):
+    bb = labkit.load_backbone("efficientnet_lite0", pretrained=False, num_classes=10)
+    hist = fit(bb, _loader(bb, tiny_data), num_epochs=3, lr=1e-3, callbacks=[GradualUnfreezing(every=1)],
+               device="cpu")
+    counts = hist["trainable_params"]
+    assert counts[0] == 12810 and counts[0] < counts[1] < counts[2]
+
+
+def test_penalty_callback_changes_the_loss():
+    X, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    loader = [(X, y)]
+
+    class Pull(labkit.Callback):
+        def penalty(self, trainer):
+            return 100.0 * sum((p ** 2).sum() for p in trainer.model.parameters())
+
+    torch.manual_seed(0)
+    a = nn.Linear(4, 2)
+    torch.manual_seed(0)
+    b = nn.Linear(4, 2)
+    fit(a, loader, num_epochs=5, lr=0.05, device="cpu")
+    fit(b, loader, num_epochs=5, lr=0.05, callbacks=[Pull()], device="cpu")
+    assert b.weight.norm() < a.weight.norm()
+
+
+def test_clear_errors_for_bad_labels_and_lr():
+    model = nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="only 2 outputs"):
+        fit(model, [(torch.randn(4, 4), torch.tensor([0, 1, 2, 3]))], num_epochs=1, device="cpu")
+    with pytest.raises(TypeError, match="integers"):
+        fit(model, [(torch.randn(4, 4), torch.tensor([0.0, 1.0, 0.0, 1.0]))], num_epochs=1, device="cpu")
+    with pytest.raises(FloatingPointError, match="too high"):
+        fit(nn.Linear(4, 2), [(torch.randn(4, 4) * 1e30, torch.tensor([0, 1, 0, 1]))] * 5, num_epochs=3,
+            lr=1e30, device="cpu")
+
+
+def test_cpu_memory_measure_counts_frozen_backbones_as_cheaper(tiny_data):
+    from labkit.train import measure_training_memory
+
+    bb = labkit.load_backbone("efficientnet_lite0", pretrained=False, num_classes=10)
+    batch = next(iter(_loader(bb, tiny_data)))
+    full = measure_training_memory(bb, batch)
+    freeze_to(bb, -1)
+    frozen = measure_training_memory(bb, batch)
+    assert frozen["activations"] < full["activations"] / 5 and frozen["gradients"] < full["gradients"] / 100
