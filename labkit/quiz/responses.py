@@ -1,0 +1,131 @@
+"""Where quiz answers go: a kernel-side list plus an append-only JSONL file per student."""
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import json
+import os
+import re
+import uuid
+import warnings
+from pathlib import Path
+
+RESPONSES_ENV = "LABKIT_RESPONSES_DIR"
+STUDENT_ENV = "LABKIT_STUDENT_ID"
+RECORD_VERSION = 1
+
+
+def resolve_student_id(student_id: str | None = None) -> str:
+    """The student id: the parameter, else $LABKIT_STUDENT_ID, else the login name, else 'student'."""
+    if student_id not in (None, ""):
+        return str(student_id)
+    if os.environ.get(STUDENT_ENV):
+        return os.environ[STUDENT_ENV]
+    try:
+        return getpass.getuser() or "student"
+    except Exception:  # no login name in some containers
+        return "student"
+
+
+def default_responses_dir() -> Path:
+    """$LABKIT_RESPONSES_DIR, else ~/.labkit/responses."""
+    env = os.environ.get(RESPONSES_ENV)
+    return Path(env).expanduser() if env else Path.home() / ".labkit" / "responses"
+
+
+def response_path(student_id: str, directory: str | Path | None = None) -> Path:
+    """The JSONL file of one student; the id is made filename-safe (the raw id stays inside each record)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", student_id).strip("._") or "student"
+    return Path(directory) if str(directory or "").endswith(".jsonl") else (
+        Path(directory or default_responses_dir()) / f"{safe}.jsonl")
+
+
+def append_line(path: str | Path, record: dict) -> None:
+    """Append one JSON record as a single O_APPEND write, then fsync: concurrent writers never interleave."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        written = os.write(fd, line)
+        if written != len(line):  # a short write on a full disk: say so rather than leave half a line silently
+            raise OSError(f"only {written} of {len(line)} bytes written")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_records(path: str | Path, warn: bool = True) -> list[dict]:
+    """Every well-formed record in a JSONL file; corrupted lines are skipped with a warning."""
+    records = []
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return records
+    for lineno, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line.decode("utf-8"))
+            if not isinstance(record, dict) or "question" not in record:
+                raise ValueError("not a response record")
+        except (ValueError, UnicodeDecodeError) as exc:
+            if warn:
+                warnings.warn(f"{path}:{lineno}: skipped a corrupted line ({exc}).", stacklevel=2)
+            continue
+        records.append(record)
+    return records
+
+
+class ResponseLog:
+    """Answers of one student in this kernel: kept in memory, appended to the JSONL file when possible."""
+
+    def __init__(self, student_id: str | None = None, path: str | Path | None = None):
+        self.student_id = resolve_student_id(student_id)
+        self.path = response_path(self.student_id, path)
+        self.session = uuid.uuid4().hex[:12]
+        self.records: list[dict] = []  # this kernel's answers, saved or not
+        self.unsaved: list[dict] = []  # answers the file did not take (unwritable path)
+        self.previous = read_records(self.path, warn=False)  # answers from earlier sessions (kernel restarts)
+
+    def attempts(self, bank: str, question: str) -> int:
+        """How many answers this student has given to a question, across sessions."""
+        return sum(1 for r in self.previous + self.records if r.get("bank") == bank and r.get("question") == question)
+
+    def record(self, bank: str, question: str, kind: str, answer, correct) -> tuple[dict, str | None]:
+        """Record one answer; returns (record, warning text or None when it could not be saved)."""
+        from labkit import __version__
+
+        rec = {
+            "v": RECORD_VERSION,
+            "ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "student_id": self.student_id,
+            "bank": bank,
+            "question": question,
+            "kind": kind,
+            "answer": answer,
+            "correct": correct,
+            "attempt": self.attempts(bank, question) + 1,
+            "session": self.session,
+            "labkit": __version__,
+        }
+        self.records.append(rec)
+        try:
+            append_line(self.path, rec)
+        except OSError as exc:
+            self.unsaved.append(rec)
+            message = (
+                f"Could not save your answer to {self.path} ({exc.strerror or exc}). It is kept in this session; "
+                "to save it, run quiz.save(\"answers.jsonl\") with a folder you can write to."
+            )
+            warnings.warn(message, stacklevel=3)
+            return rec, message
+        return rec, None
+
+    def save(self, path: str | Path) -> Path:
+        """Append every answer of this session to `path` (e.g. after the default file was unwritable)."""
+        path = Path(path)
+        for rec in self.records:
+            append_line(path, rec)
+        self.unsaved = []
+        return path

@@ -1,0 +1,223 @@
+"""A real browser test: JupyterLab on loopback, Debian's Chromium driven by Playwright, a student answering a quiz."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect, sync_playwright
+
+from labkit.quiz.bank import read_yaml, validate_source
+from labkit.release import dumps_notebook, release_notebook
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
+STUDENT = "browser-test"
+QUESTION = "satellite-strategy"  # the first single-choice question of bank 00
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--no-proxy-server", "--disable-dev-shm-usage"]
+TIMEOUT_MS = 180_000  # 2 shared cores: JupyterLab's first load and a kernel start can take a while
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} not found: install Debian's chromium (apt-get install chromium)"),
+]
+
+
+def _fixture_solution() -> dict:
+    """A minimal solutions notebook: parameters, one exercise with its check, and the quiz cell."""
+    def code(src, tags=()):
+        return {"cell_type": "code", "execution_count": 1, "id": f"c{abs(hash(src)) % 10**8}",
+                "metadata": {"tags": list(tags)}, "outputs": [], "source": src}
+    return {
+        "cells": [
+            {"cell_type": "markdown", "id": "intro", "metadata": {}, "source": "# Browser fixture"},
+            code('tier = "quick"\nseed = 0\nstudent_id = None', tags=["parameters"]),
+            code("### BEGIN SOLUTION\nanswer = 6 * 7\n### END SOLUTION"),
+            code("from labkit.exercise import check\ncheck(\"answer\", answer, expected=42)"),
+            code('from labkit.quiz import show_quiz\nquiz = show_quiz("00", student_id=student_id)'),
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+
+
+def _student_notebook(root: Path) -> Path:
+    """The real notebooks/00_tour.ipynb when it exists, else one released from a fixture solution."""
+    real = Path(os.environ.get("LABKIT_BROWSER_NOTEBOOK", REPO / "notebooks" / "00_tour.ipynb"))
+    target = root / "00_tour.ipynb"
+    if real.exists():
+        target.write_text(real.read_text(encoding="utf-8"), encoding="utf-8")
+    else:
+        target.write_text(dumps_notebook(release_notebook(_fixture_solution(), "00_tour.ipynb")), encoding="utf-8")
+    return target
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get(url: str) -> int:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+    with opener.open(url, timeout=5) as r:
+        return r.status
+
+
+def _write_settings(settings: Path) -> None:
+    """Lab settings that keep a test deterministic: no news popup, every cell in the DOM."""
+    for plugin, values in {
+        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+    }.items():
+        path = settings / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values), encoding="utf-8")
+
+
+@pytest.fixture
+def lab(tmp_path):
+    """A JupyterLab server on 127.0.0.1 with a temp root, HOME and response folder; always stopped."""
+    root, home, responses = tmp_path / "root", tmp_path / "home", tmp_path / "responses"
+    for d in (root, home, responses):
+        d.mkdir()
+    _write_settings(tmp_path / "settings")
+    port, token = _free_port(), "labkit-browser-test"
+    env = dict(os.environ, HOME=str(home), JUPYTER_CONFIG_DIR=str(home / ".jupyter"),
+               JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"), LABKIT_RESPONSES_DIR=str(responses),
+               LABKIT_STUDENT_ID=STUDENT, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(var, None)
+    log = (tmp_path / "lab.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]
+        + (["--allow-root"] if os.geteuid() == 0 else []),  # CI containers run as root
+        cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"JupyterLab exited early:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+            try:
+                if _get(f"http://127.0.0.1:{port}/api/status?token={token}") == 200:
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"JupyterLab did not start in 120 s:\n{(tmp_path / 'lab.log').read_text()[-3000:]}")
+            time.sleep(1)
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "root": root, "responses": responses,
+               "tmp": tmp_path}
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=10)
+        log.close()
+
+
+def _code_cell_index(nb_path: Path, needle: str) -> int:
+    """Index, among code cells, of the first one whose source contains needle."""
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    code = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+            for c in nb["cells"] if c["cell_type"] == "code"]
+    return next(i for i, src in enumerate(code) if needle in src)
+
+
+def _run_cell(page, index: int) -> None:
+    """Make code cell `index` active and press the toolbar's Run button, retrying until its prompt changes."""
+    for _attempt in range(5):
+        # located afresh each try: JupyterLab may re-render the notebook while it settles
+        cell = page.locator(".jp-Notebook .jp-CodeCell").nth(index)
+        prompt = cell.locator(".jp-InputPrompt").first
+        try:
+            before = prompt.inner_text(timeout=30_000)
+            cell.scroll_into_view_if_needed(timeout=30_000)
+            cell.locator(".jp-InputArea-editor").first.click(timeout=30_000)
+            page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").first.click(
+                timeout=30_000)
+            expect(prompt).not_to_have_text(before, timeout=20_000)  # "[*]:" while running, "[n]:" when done
+            return
+        except (AssertionError, PlaywrightError):
+            page.wait_for_timeout(1000)  # the click landed while the notebook was (re)rendering: try again
+    raise AssertionError(f"code cell {index} did not start running after five tries")
+
+
+def test_student_answers_quiz_in_jupyterlab(lab):
+    nb_path = _student_notebook(lab["root"])
+    source = validate_source(read_yaml(REPO / "solutions" / "quiz" / "00.yaml"), "00")
+    question = next(q for q in source if q["id"] == QUESTION)
+    right = question["answer"]
+    wrong = next(o for o in question["options"] if o != right)
+    quiz_index = _code_cell_index(nb_path, "show_quiz(")
+    shot = lab["tmp"] / "browser.png"
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(lab["tmp"] / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{lab['url']}/lab/tree/{nb_path.name}?token={lab['token']}")
+            page.locator(".jp-Notebook .jp-CodeCell").first.wait_for()
+            # kernel ready: the toolbar's kernel status shows idle
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+            _run_cell(page, 0)  # parameters: student_id = None -> falls back to $LABKIT_STUDENT_ID
+            expect(page.locator(".jp-Notebook .jp-CodeCell").nth(0).locator(".jp-InputPrompt")).to_have_text(
+                re.compile(r"\[\d+\]"), timeout=TIMEOUT_MS)
+            _run_cell(page, quiz_index)
+            box = page.locator(f".labkit-quiz .labkit-q-{QUESTION}")
+            try:
+                box.wait_for(timeout=TIMEOUT_MS)
+            except Exception:
+                page.screenshot(path=str(shot))
+                output = page.locator(".jp-Notebook .jp-CodeCell").nth(quiz_index).inner_text()
+                raise AssertionError(f"the quiz did not render; the quiz cell shows:\n{output}\n(screenshot {shot})")
+            feedback = box.locator(".labkit-feedback")
+
+            box.locator("label", has_text=wrong).click()
+            box.locator("button.labkit-check").click()
+            expect(feedback).to_contain_text("Not quite", timeout=60_000)
+            wrong_feedback = feedback.inner_text()
+
+            box.locator("label", has_text=right).click()
+            box.locator("button.labkit-check").click()
+            expect(feedback).to_contain_text("Correct", timeout=60_000)
+            right_feedback = feedback.inner_text()
+            page.screenshot(path=str(shot), full_page=True)
+        except Exception:
+            page.screenshot(path=str(shot), full_page=True)  # the page as it was, for the failure report
+            print(f"screenshot of the failure: {shot}")
+            raise
+        finally:
+            context.close()
+
+    assert "Hint" in wrong_feedback
+    assert "300 images" in right_feedback  # the decrypted explanation is shown after the right answer
+    records = [json.loads(line) for line in (lab["responses"] / f"{STUDENT}.jsonl").read_text().splitlines()]
+    mine = [r for r in records if r["question"] == QUESTION]
+    assert [(r["answer"], r["correct"]) for r in mine] == [(wrong, False), (right, True)]
+    assert all(r["student_id"] == STUDENT and r["bank"] == "00" for r in mine)

@@ -1,0 +1,200 @@
+"""`labkit release`: student notebooks from solutions (placeholders, cleared outputs, live quizzes), --check, checks."""
+from __future__ import annotations
+
+import json
+import shutil
+from argparse import Namespace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from labkit.exercise import check
+from labkit.release import ReleaseError, dumps_notebook, plan, release_notebook, run, strip_code
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "secret_solution_token_31337"  # appears only in solution code
+
+
+def code(src, outputs=(), tags=(), count=1):
+    return {"cell_type": "code", "execution_count": count, "id": f"id{abs(hash(src)) % 10**8}",
+            "metadata": {"tags": list(tags), "execution": {"iopub.status.busy": "2024-01-01T00:00:00Z"}},
+            "outputs": list(outputs), "source": src}
+
+
+def stream(text):
+    return {"name": "stdout", "output_type": "stream", "text": text}
+
+
+def solution_nb() -> dict:
+    """A small solutions notebook with every construct release handles."""
+    return {
+        "cells": [
+            {"cell_type": "markdown", "id": "m1", "metadata": {}, "source": "# Fixture\nWhy is the sky blue?\n"
+             "<!-- BEGIN SOLUTION -->\nRayleigh scattering.\n<!-- END SOLUTION -->"},
+            code('tier = "quick"\nseed = 0\nstudent_id = None', tags=["parameters"]),
+            code("print(sum(range(4)))", outputs=[stream("6\n")]),
+            code(f"### BEGIN SOLUTION\ntotal = 40 + 2  # {SECRET}\nratio, (a, b) = 0.5, (1, 2)\n### END SOLUTION",
+                 outputs=[stream("42\n")]),
+            code("def double(x):\n    ### BEGIN SOLUTION\n"
+                 f"    return 2 * x  # {SECRET}\n    ### PLACEHOLDER return None\n    ### END SOLUTION"),
+            code(f"# {SECRET}\nsquares = [i * i for i in range(3)]", tags=["solution"]),
+            code("from labkit.exercise import check\ncheck('total', total, expected=sum([40, 2]))",
+                 outputs=[stream("✅ `total` is right. Well done!\n")]),
+            code(f"grading_helper = '{SECRET}'", tags=["instructor-only"]),
+            code('from labkit.quiz import show_quiz\nquiz = show_quiz("00", student_id=student_id)',
+                 outputs=[{"data": {"application/vnd.jupyter.widget-view+json": {"model_id": "abc", "version_major": 2,
+                                    "version_minor": 0}, "text/plain": "VBox()"},
+                           "metadata": {}, "output_type": "display_data"}]),
+        ],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}, "widgets": {"state": {"abc": {}}}},
+        "nbformat": 4, "nbformat_minor": 5,
+    }
+
+
+def src(cell):
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def test_release_replaces_solutions_and_clears_exercise_outputs():
+    nb = release_notebook(solution_nb(), "99_fixture.ipynb")
+    text = dumps_notebook(nb)
+    assert SECRET not in text and "Rayleigh" not in text
+    cells = nb["cells"]
+    assert len(cells) == 8  # the instructor-only cell is gone
+    assert "_Write your answer here._" in src(cells[0])
+    assert cells[2]["outputs"] == [stream("6\n")] and cells[2]["execution_count"] == 1  # ordinary output kept
+    assert src(cells[3]) == "# YOUR CODE HERE\ntotal = None\nratio = None\na = None\nb = None"
+    assert src(cells[4]) == "def double(x):\n    # YOUR CODE HERE\n    return None"
+    assert src(cells[5]) == "# YOUR CODE HERE\nsquares = None\n"
+    for cell in (cells[3], cells[4], cells[6], cells[7]):  # exercises, the check and the quiz
+        assert cell["outputs"] == [] and cell["execution_count"] is None
+        assert "nbval-ignore-output" in cell["metadata"]["tags"]
+    assert "widgets" not in nb["metadata"] and nb["metadata"]["labkit"]["generated_from"] == "solutions/99_fixture.ipynb"
+    assert all("execution" not in c["metadata"] for c in cells)
+
+
+def test_release_is_deterministic():
+    assert dumps_notebook(release_notebook(solution_nb(), "x.ipynb")) == dumps_notebook(release_notebook(solution_nb(), "x.ipynb"))
+
+
+@pytest.mark.parametrize("source, message", [
+    ("### BEGIN SOLUTION\nx = 1", "BEGIN SOLUTION without END SOLUTION"),
+    ("x = 1\n### END SOLUTION", "END SOLUTION without a BEGIN"),
+    ("### PLACEHOLDER x = None\nx = 1", "PLACEHOLDER line outside a solution block"),
+    ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "BEGIN SOLUTION inside another"),
+])
+def test_bad_markers_name_the_cell(source, message):
+    nb = solution_nb()
+    nb["cells"].insert(2, code(source))
+    with pytest.raises(ReleaseError, match=f"solutions/bad.ipynb, cell 3: {message}"):
+        release_notebook(nb, "bad.ipynb")
+
+
+def test_explicit_placeholder_wins():
+    out = strip_code("### BEGIN SOLUTION\nacc = fit()\n### PLACEHOLDER acc = None  # call fit(...)\n### END SOLUTION\n", "w")
+    assert out == "# YOUR CODE HERE\nacc = None  # call fit(...)\n"
+
+
+def make_repo(tmp_path) -> Path:
+    root = tmp_path / "course"
+    (root / "solutions" / "quiz").mkdir(parents=True)
+    (root / "solutions" / "99_fixture.ipynb").write_text(json.dumps(solution_nb()), encoding="utf-8")
+    shutil.copy(REPO / "solutions" / "quiz" / "00.yaml", root / "solutions" / "quiz" / "00.yaml")
+    return root
+
+
+def args(root, check=False):
+    return Namespace(check=check, solutions=root / "solutions", notebooks=root / "notebooks",
+                     banks=root / "labkit" / "quiz" / "banks")
+
+
+def test_release_then_check_then_drift(tmp_path, capsys):
+    root = make_repo(tmp_path)
+    assert run(args(root, check=True)) == 1  # nothing released yet
+    assert run(args(root)) == 0
+    first = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert run(args(root, check=True)) == 0
+    assert run(args(root)) == 0  # a second release changes nothing, salts included
+    assert first == {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    capsys.readouterr()
+
+    nb = solution_nb()
+    nb["cells"][2]["source"] = "print(sum(range(5)))"
+    (root / "solutions" / "99_fixture.ipynb").write_text(json.dumps(nb), encoding="utf-8")
+    assert run(args(root, check=True)) == 1
+    assert "drift: " in capsys.readouterr().out
+
+    assert run(args(root)) == 0
+    (root / "notebooks" / "old.ipynb").write_text("{}")
+    assert run(args(root, check=True)) == 1
+    assert "old.ipynb has no source" in capsys.readouterr().out
+
+
+def test_check_fails_when_a_new_question_was_not_released(tmp_path):
+    root = make_repo(tmp_path)
+    assert run(args(root)) == 0
+    bank = root / "solutions" / "quiz" / "00.yaml"
+    bank.write_text(bank.read_text() + "\n  - {id: new-q, kind: text, prompt: Anything?}\n")
+    assert run(args(root, check=True)) == 1
+
+
+def test_released_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
+    nbclient = pytest.importorskip("nbclient")
+    import nbformat
+
+    monkeypatch.setenv("LABKIT_RESPONSES_DIR", str(tmp_path / "responses"))
+    nb = nbformat.reads(dumps_notebook(release_notebook(solution_nb(), "x.ipynb")), as_version=4)
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    check_output = "".join(o.get("text", "") for o in nb.cells[6].outputs)
+    assert "not attempted yet" in check_output
+
+
+def test_repo_notebooks_match_solutions():
+    """What CI's `labkit release --check` verifies, as a test."""
+    files, stale = plan(REPO / "solutions", REPO / "notebooks", REPO / "labkit" / "quiz" / "banks")
+    drift = [str(p) for p, text in files.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
+    assert drift + [str(p) for p in stale] == [], "run `labkit release` and commit the result"
+
+
+# labkit.exercise.check
+
+
+def test_check_not_attempted(capsys):
+    assert check("probe_acc", None, expected=0.9) is None
+    assert "not attempted yet" in capsys.readouterr().out
+
+
+def test_check_numbers(capsys):
+    assert check("acc", 0.905, expected=0.9, atol=0.01) is True
+    assert "is right" in capsys.readouterr().out
+    assert check("acc", 0.5, expected=0.9, atol=0.01, hint="Did you freeze the backbone?") is False
+    out = capsys.readouterr().out
+    assert "too low" in out and "Did you freeze" in out and "run this cell again" in out
+    assert check("acc", "high", expected=0.9) is False
+    assert "expected a number" in capsys.readouterr().out
+
+
+def test_check_arrays_tensors_and_predicates(capsys):
+    class FakeTensor:  # duck-types torch.Tensor without importing torch
+        def __init__(self, a):
+            self.a = a
+
+        def detach(self):
+            return self
+
+        def cpu(self):
+            return self
+
+        def numpy(self):
+            return self.a
+
+    assert check("w", FakeTensor(np.ones((2, 3))), expected=np.ones((2, 3))) is True
+    assert check("w", np.ones((3, 2)), expected=np.ones((2, 3))) is False
+    assert "shape is (3, 2) but should be (2, 3)" in capsys.readouterr().out
+    assert check("w", [1.0, 2.0], expected=np.array([1.0, 2.5])) is False
+    assert "largest difference 0.5" in capsys.readouterr().out
+    assert check("layers", ["fc"], expected=lambda v: "fc" in v) is True
+    assert check("name", "resnet18", expected="resnet18") is True
+    assert check("frozen", False, expected=True) is False

@@ -1,0 +1,83 @@
+"""labkit run and the shared papermill execution: tables, reports, failures, time limits."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import psutil
+import pytest
+
+from labkit.cli import main
+from labkit.runner import execute_notebook, find_notebooks, parse_assignments
+
+FIXTURES = Path(__file__).parent / "fixtures" / "batch"
+
+
+@pytest.fixture
+def course(tmp_path: Path) -> Path:
+    """A tiny course: one notebook that works and one that fails in its third cell."""
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    shutil.copy(FIXTURES / "toy.ipynb", nbs / "00_toy.ipynb")
+    shutil.copy(FIXTURES / "broken.ipynb", nbs / "01_broken.ipynb")
+    return nbs
+
+
+@pytest.mark.slow
+def test_run_prints_numbers_writes_report_and_reports_the_failing_cell(course, tmp_path, capsys):
+    rc = main(["run", "--dir", str(course), "--out", str(tmp_path / "runs"), "-p", "x=3"])
+    captured = capsys.readouterr()
+    assert rc == 1  # one notebook failed, the other still ran
+    (out,) = list((tmp_path / "runs").iterdir())  # runs/<timestamp>/
+    assert {"00_toy.ipynb", "00_toy.results.json", "00_toy.log", "report.md"} <= {p.name for p in out.iterdir()}
+    assert json.loads((out / "00_toy.results.json").read_text())["numbers"]["score"] == 6.0  # -p x=3 reached it
+    assert "00_toy    score          6" in captured.out
+    assert "In [4] `1 / 0  # the failing cell`: ZeroDivisionError: division by zero" in captured.out
+    assert "01_broken" in captured.err
+    report = (out / "report.md").read_text()
+    assert "| 00_toy | score | 6 |" in report and "## Failures" in report and "ZeroDivisionError" in report
+    status = json.loads((out / "01_broken.status.json").read_text())
+    assert status["status"] == "failed" and status["numbers"] == {}  # numbers of a failed run are not reported
+
+
+def test_run_rejects_unknown_parameters_and_notebooks_before_running(course, tmp_path, capsys):
+    assert main(["run", "00", "--dir", str(course), "--out", str(tmp_path / "runs"), "-p", "nope=1"]) == 2
+    assert "no selected notebook has a parameter named 'nope'" in capsys.readouterr().err
+    assert main(["run", "00_toy", "--dir", str(course), "--out", str(tmp_path / "runs"), "-p", "x=big"]) == 2
+    assert "parameter 'x' should be float" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="'07' is not a notebook"):
+        main(["run", "07", "--dir", str(course)])
+    assert not (tmp_path / "runs").exists()
+
+
+def test_notebook_selection_and_parameter_parsing(course):
+    assert [p.name for p in find_notebooks([], course)] == ["00_toy.ipynb", "01_broken.ipynb"]
+    assert [p.name for p in find_notebooks(["01", "00_toy.ipynb"], course)] == ["01_broken.ipynb", "00_toy.ipynb"]
+    assert parse_assignments(["x=0.5", "fail=true", "device=cpu", "sizes=[1, 2]", "name="]) == {
+        "x": 0.5, "fail": True, "device": "cpu", "sizes": [1, 2], "name": ""}
+    with pytest.raises(SystemExit, match="NAME=VALUE"):
+        parse_assignments(["x"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("limit", ["timeout", "cell_timeout"])
+def test_time_limits_stop_the_run_and_leave_no_process_behind(course, tmp_path, limit):
+    block = tmp_path / "block"
+    block.write_text("wait")
+    me = psutil.Process(os.getpid())
+    before = set(me.children(recursive=True))  # e.g. a multiprocessing helper left by an earlier Dask test
+    record = execute_notebook(course / "00_toy.ipynb", tmp_path / "out", {"wait_for": str(block)},
+                              **{limit: 4.0})
+    assert record["status"] == "failed"
+    message = record["error"]["message"]
+    if limit == "timeout":
+        assert "RunTimeout" in message and "whole-notebook limit" in message
+        # on a busy machine the kernel may still be starting after 4 s; otherwise the waiting cell is named
+        assert "`deadline = time.time() + 60`" in message or "before the first cell ran" in message
+    else:
+        assert "CellTimeoutError" in message and "per-cell timeout" in message
+        assert "`deadline = time.time() + 60`" in message  # the cell that was running
+    assert set(me.children(recursive=True)) <= before  # no papermill child or kernel survives
+    assert not (tmp_path / "out" / "00_toy.results.json").exists()
