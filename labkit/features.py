@@ -111,10 +111,14 @@ def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    clf.fit(X_train, y_train)
-    return float(clf.score(X_test, y_test))
+    # one BLAS thread: these fits are small, and threaded BLAS next to torch's busy threads (or on a shared CPU)
+    # made each fit tens of times slower
+    with threadpool_limits(limits=1, user_api="blas"):
+        clf.fit(X_train, y_train)
+        return float(clf.score(X_test, y_test))
 
 
 class FeatureLoader:

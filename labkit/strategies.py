@@ -1,0 +1,355 @@
+"""Freeze strategies as small declarative recipes, all trained by labkit's one fit loop.
+
+A `Strategy` says *what* trains and *how fast*: which depths are trainable, the learning rate of the head and the
+decay of the LR per depth below it, the schedule, whether a head is first trained on cached features, and whether
+depths are unfrozen gradually. `run_strategy` turns a recipe into a model, trains it with `labkit.train.fit` and
+returns a `StrategyResult`: test accuracy, wall seconds, trainable parameters, peak training memory and the loss
+curves. Nothing here is a second training loop: gradual unfreezing is `labkit.train.GradualUnfreezing`, the head
+on cached features is `labkit.features.train_head`, discriminative LRs are
+`labkit.freeze.discriminative_param_groups`.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from labkit.train import Callback
+
+__all__ = ["Strategy", "StrategyResult", "run_strategy", "backbone_factory", "standard_strategies",
+           "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "SEED_REFERENCE", "SEED_MATRIX"]
+
+# The seed article's numbers (500 labelled images). They are the *reference row*, quoted to be checked, never
+# used as results.
+SEED_REFERENCE = {
+    "scratch": "61 %",
+    "feature extraction": "88 %",
+    "two-stage": "91-93 %",
+    "full fine-tune, high LR": "74 %",
+    "memory": "6 GB -> 1.5 GB (about 4x)",
+}
+
+# The seed's 2x2 decision matrix: (dataset size, domain similarity) -> recommended strategy family.
+SEED_MATRIX = {
+    ("small", "similar"): "feature extraction",
+    ("large", "similar"): "fine-tune",
+    ("small", "different"): "feature extraction (earlier depth)",
+    ("large", "different"): "fine-tune (or scratch)",
+}
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to train a pretrained backbone on a new task; see `standard_strategies` for the course's set."""
+
+    name: str
+    pretrained: bool = True  # False: the same architecture with random weights (the scratch baseline)
+    head_epochs: int = 0  # >0: first train a head on cached pooled features (feature extraction; stage 1)
+    head_lr: float = 1e-3
+    feature_depth: str | None = None  # depth whose pooled features the cached head reads (None: the last)
+    num_epochs: int = 0  # epochs of training through the network (after the head stage, if any)
+    train_from: int | str = 0  # first trainable depth: 0 = everything, -1 = only the classifier, or a name
+    lr: float = 1e-3  # the classifier's LR; lower depths get lr * decay**k when decay is set
+    decay: float | None = None  # discriminative LRs: each depth learns `decay` x as fast as the one above it
+    scheduler: str | None = None  # None, "cosine" or "linear" (per step, over the whole stage)
+    gradual_every: int = 0  # >0: ULMFiT gradual unfreezing, one more depth every this many epochs
+    weight_decay: float = 0.0
+    train_batchnorm: bool = True  # False: BatchNorm layers keep their pretrained statistics and affine weights
+    standardize: bool = False  # the cached-feature head standardises its inputs (only for heads that stay heads)
+    family: str = ""  # "scratch", "feature extraction" or "fine-tune" (for the decision matrix)
+
+    def __post_init__(self):
+        if self.head_epochs < 0 or self.num_epochs < 0:
+            raise ValueError(f"{self.name}: head_epochs and num_epochs cannot be negative.")
+        if self.head_epochs == 0 and self.num_epochs == 0:
+            raise ValueError(f"{self.name}: nothing to train. Give head_epochs (a head on cached features), "
+                             "num_epochs (training through the network), or both (two-stage).")
+        if self.feature_depth is not None and self.num_epochs:
+            raise ValueError(f"{self.name}: a head on features from {self.feature_depth!r} cannot continue into "
+                             "fine-tuning (the network's classifier reads the last depth). Use feature_depth=None "
+                             "for two-stage training.")
+        if not self.pretrained and self.head_epochs:
+            raise ValueError(f"{self.name}: cached features of a random network are not a strategy anyone uses; "
+                             "set head_epochs=0 for the scratch baseline.")
+        if self.decay is not None and not 0 < self.decay <= 1:
+            raise ValueError(f"{self.name}: decay must be in (0, 1] (e.g. 0.5 halves the LR per depth), "
+                             f"got {self.decay}.")
+        if self.standardize and self.num_epochs:
+            raise ValueError(f"{self.name}: a standardising head cannot be folded into the network for stage 2; "
+                             "use standardize=False for two-stage training.")
+        if self.gradual_every < 0:
+            raise ValueError(f"{self.name}: gradual_every must be 0 (off) or a positive number of epochs.")
+        if self.gradual_every and not self.num_epochs:
+            raise ValueError(f"{self.name}: gradual unfreezing needs num_epochs > 0.")
+        for lr in (self.lr, self.head_lr):
+            if not lr > 0:
+                raise ValueError(f"{self.name}: learning rates must be positive, got {lr}.")
+
+    def with_(self, **changes) -> "Strategy":
+        """A copy with some fields changed, e.g. strategy.with_(num_epochs=5)."""
+        return replace(self, **changes)
+
+
+@dataclass
+class StrategyResult:
+    """What one strategy achieved on the test set and what it cost."""
+
+    name: str
+    test_acc: float
+    seconds: float  # wall time of the whole run: feature extraction (unless cached) + every training stage
+    trainable_params: int
+    peak_mem_mb: float  # peak training memory (CUDA: allocator peak; CPU: measure_training_memory)
+    train_loss: list[float]  # per epoch, the head stage first
+    val_loss: list[float]  # per epoch, when validation data were given (else empty)
+    stages: list[str]  # "head" / "network" for each epoch, to draw where stage 2 starts
+    histories: list = field(default_factory=list, repr=False)
+    model: nn.Module | None = field(default=None, repr=False)
+
+    def row(self) -> dict:
+        """A table row (rounded for display)."""
+        return {"strategy": self.name, "test acc": round(self.test_acc, 3), "seconds": round(self.seconds, 1),
+                "trainable params": self.trainable_params, "peak train memory (MB)": round(self.peak_mem_mb, 1)}
+
+
+def backbone_factory(source: str | Callable[[bool], nn.Module] = "efficientnet_lite0"
+                     ) -> Callable[[bool], nn.Module]:
+    """A function pretrained -> fresh Backbone copy; each set of weights is loaded once and then deep-copied.
+
+    source: a registry name (labkit.load_backbone) or a callable(pretrained) -> Backbone, e.g. for labkit's
+    own source model: lambda pretrained: zoo.fashion_source_model() if pretrained else zoo.small_cnn(5).
+    """
+    if isinstance(source, str):
+        from labkit.assets import load_backbone
+
+        name = source
+
+        def build(pretrained: bool):
+            return load_backbone(name, pretrained=pretrained)
+    elif callable(source):
+        build = source
+    else:
+        raise TypeError(f"source must be a backbone name or a callable(pretrained) -> Backbone, got {source!r}.")
+    prototypes: dict[bool, nn.Module] = {}
+
+    def make(pretrained: bool = True) -> nn.Module:
+        if pretrained not in prototypes:
+            prototypes[pretrained] = build(pretrained)
+        return copy.deepcopy(prototypes[pretrained])
+
+    make.source = source
+    return make
+
+
+def _fold_head(head: nn.Module, classifier: nn.Linear) -> None:
+    """Copy a feature head (Standardize -> Linear, from features.train_head) into the network's linear classifier.
+
+    (x - mean) / std @ W.T + b  ==  x @ (W / std).T + (b - (W / std) @ mean)
+    """
+    standardize, linear = (head[0], head[1]) if isinstance(head, nn.Sequential) else (None, head)
+    if not isinstance(linear, nn.Linear):
+        raise TypeError("Only a linear head can be folded into the network's classifier (use kind='linear').")
+    with torch.no_grad():
+        weight, bias = linear.weight.detach().clone(), linear.bias.detach().clone()
+        if standardize is not None:
+            weight = weight / standardize.std
+            bias = bias - weight @ standardize.mean
+        classifier.weight.copy_(weight)
+        classifier.bias.copy_(bias)
+
+
+def _freeze_batchnorm(model: nn.Module) -> None:
+    """Freeze every BatchNorm's affine weights; fit's bn_policy='freeze' then keeps its running statistics too."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            for p in m.parameters(recurse=False):
+                p.requires_grad_(False)
+
+
+class _KeepBatchNormFrozen(Callback):
+    """Gradual unfreezing re-enables whole depths; this re-freezes their BatchNorm layers right after."""
+
+    def on_epoch_start(self, trainer):
+        _freeze_batchnorm(trainer.model)  # fit then keeps these layers in eval mode (bn_policy='freeze')
+        for group in trainer.optimizer.param_groups:  # drop the BatchNorm weights the unfreezer just added
+            group["params"] = [p for p in group["params"] if p.requires_grad]
+
+
+def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module], train_ds, test_ds, *,
+                 size: int | None = None, batch_size: int = 32, val_ds=None, device: str | None = "auto",
+                 seed: int = 0, keep_model: bool = False) -> StrategyResult:
+    """Train `strategy` on train_ds and score it on test_ds.
+
+    make_backbone: from `backbone_factory` (pretrained -> fresh Backbone).
+    size: input resolution (None: the backbone's own); quick mode uses a low one.
+    val_ds: optional held-out images for the validation loss curve (costs one forward pass per epoch).
+    """
+    from labkit import features
+    from labkit.data import make_loader
+    from labkit.freeze import discriminative_param_groups, freeze_to
+    from labkit.train import GradualUnfreezing, evaluate, fit
+
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"run_strategy needs a labkit.strategies.Strategy, got {type(strategy).__name__}.")
+    num_classes = len(train_ds.classes)
+    if set(np.unique(test_ds.labels)) - set(range(num_classes)):
+        raise ValueError(f"test_ds has labels the {num_classes} training classes do not cover: train and test "
+                         "must use the same classes (select_classes on both).")
+    start = time.perf_counter()
+    model = make_backbone(strategy.pretrained)
+    torch.manual_seed(seed)  # the same new head for every strategy
+    model.reset_head(num_classes)
+    size = int(size or model.preprocessing.size)
+    histories, train_loss, val_loss, stages = [], [], [], []
+
+    def keep(history, stage):
+        histories.append(history)
+        train_loss.extend(history["train_loss"])
+        val_loss.extend(v for v in history["val_loss"] if v is not None)
+        stages.extend([stage] * len(history.epochs))
+
+    head = X_test = y_test = None
+    if strategy.head_epochs:
+        # feature extraction: one frozen forward pass per image (cached), then a head trained without the backbone
+        X_train, y_train = features.extract_features(model, train_ds, depth=strategy.feature_depth, size=size,
+                                                     device=device, progress=False)
+        X_val = y_val = None
+        if val_ds is not None:
+            X_val, y_val = features.extract_features(model, val_ds, depth=strategy.feature_depth, size=size,
+                                                     device=device, progress=False)
+        head, history = features.train_head(X_train, y_train, X_val, y_val, num_epochs=strategy.head_epochs,
+                                            lr=strategy.head_lr, batch_size=batch_size, seed=seed, device=device,
+                                            standardize=strategy.standardize)
+        keep(history, "head")
+
+    if strategy.num_epochs:
+        if head is not None:
+            _fold_head(head, model.classifier)  # stage 2 starts from the trained head, not a random one
+        callbacks, param_groups = [], None
+        if strategy.gradual_every:
+            callbacks.append(GradualUnfreezing(every=strategy.gradual_every, decay=strategy.decay or 1.0,
+                                               stop_at=strategy.train_from))
+        else:
+            freeze_to(model, strategy.train_from)
+            if not strategy.train_batchnorm:
+                _freeze_batchnorm(model)
+            if strategy.decay is not None:
+                def param_groups(m, lr=strategy.lr, decay=strategy.decay, wd=strategy.weight_decay):
+                    return discriminative_param_groups(m, lr, decay=decay, weight_decay=wd)
+        if strategy.gradual_every and not strategy.train_batchnorm:
+            callbacks.append(_KeepBatchNormFrozen())
+        train_loader = make_loader(train_ds, model, batch_size=batch_size, shuffle=True, seed=seed, size=size)
+        val_loader = make_loader(val_ds, model, batch_size=128, size=size) if val_ds is not None else None
+        history = fit(model, train_loader, val_loader, num_epochs=strategy.num_epochs, lr=strategy.lr,
+                      weight_decay=strategy.weight_decay, param_groups=param_groups, scheduler=strategy.scheduler,
+                      callbacks=callbacks, device=device, progress=False)
+        keep(history, "network")
+        test_acc = evaluate(model, make_loader(test_ds, model, batch_size=128, size=size))["acc"]
+    else:
+        X_test, y_test = features.extract_features(model, test_ds, depth=strategy.feature_depth, size=size,
+                                                   device=device, progress=False)
+        test_acc = evaluate(head, features.FeatureLoader(X_test, y_test, batch_size=1024))["acc"]
+    seconds = time.perf_counter() - start
+    peaks = [h.peak_mem_mb for h in histories if not math.isnan(h.peak_mem_mb)]
+    return StrategyResult(
+        name=strategy.name, test_acc=float(test_acc), seconds=seconds,
+        trainable_params=max(h.trainable_params for h in histories), peak_mem_mb=max(peaks, default=float("nan")),
+        train_loss=train_loss, val_loss=val_loss, stages=stages, histories=histories,
+        model=(model if strategy.num_epochs else head) if keep_model else None)
+
+
+def standard_strategies(num_epochs: int = 3, head_epochs: int = 30, lr: float = 1e-3, high_lr: float = 1e-2,
+                        low_lr: float = 3e-4, scratch_lr: float = 3e-3, scratch_epochs: int | None = None,
+                        top_depths: int = 4, decay: float = 0.5, train_batchnorm: bool = False) -> dict[str, Strategy]:
+    """The notebook's seven recipes, keyed by name (the order is the order of the table).
+
+    top_depths: partial fine-tuning trains this many depths from the output down (classifier included).
+    train_batchnorm: whether fine-tuned pretrained depths update BatchNorm (False keeps the pretrained statistics,
+        which 500 images at batch 32 estimate badly); scratch always trains its BatchNorm.
+    """
+    bn = dict(train_batchnorm=train_batchnorm)
+    if top_depths < 2:
+        raise ValueError("top_depths counts the classifier too: use at least 2 (the classifier and one more depth).")
+    recipes = [
+        Strategy("scratch", pretrained=False, num_epochs=scratch_epochs or num_epochs, lr=scratch_lr,
+                 scheduler="cosine", family="scratch"),
+        Strategy("feature extraction", head_epochs=head_epochs, head_lr=lr, family="feature extraction"),
+        Strategy(f"partial fine-tune (top {top_depths})", num_epochs=num_epochs, train_from=-top_depths, lr=lr,
+                 decay=decay, family="fine-tune", **bn),
+        Strategy("two-stage", head_epochs=head_epochs, head_lr=lr, num_epochs=num_epochs, train_from=0, lr=lr,
+                 decay=decay, scheduler="cosine", family="fine-tune", **bn),
+        Strategy("full fine-tune, high LR", num_epochs=num_epochs, lr=high_lr, family="fine-tune", **bn),
+        Strategy("full fine-tune, low LR", num_epochs=num_epochs, lr=low_lr, family="fine-tune", **bn),
+        Strategy("gradual unfreezing", num_epochs=num_epochs + 1, lr=lr, decay=decay, gradual_every=1,
+                 family="fine-tune", **bn),
+    ]
+    return {s.name: s for s in recipes}
+
+
+def training_memory(model: nn.Module, batch, train_from: int | str = 0) -> dict:
+    """Training-step memory (MB, by part) of `model` with depths before `train_from` frozen, on one batch.
+
+    Works on a copy, so the caller's model keeps its trainable flags; counts weights, gradients, AdamW state and
+    the activations autograd saves for backward (labkit.train.measure_training_memory).
+    """
+    from labkit.freeze import freeze_to
+    from labkit.train import measure_training_memory
+
+    model = copy.deepcopy(model)
+    freeze_to(model, train_from)
+    out = measure_training_memory(model, batch)
+    return {k: (v / 2**20 if k != "total_mb" else v) for k, v in out.items() if k != "total"}
+
+
+def with_min_steps(strategy: Strategy, n_train: int, batch_size: int, min_steps: int) -> Strategy:
+    """The strategy with enough epochs in each stage for at least `min_steps` optimizer steps on n_train images."""
+    if not min_steps:
+        return strategy
+    steps = math.ceil(n_train / batch_size)
+    changes = {key: max(getattr(strategy, key), math.ceil(min_steps / steps))
+               for key in ("num_epochs", "head_epochs") if getattr(strategy, key)}
+    return strategy.with_(**changes)
+
+
+def label_curve(strategies: Sequence[Strategy], make_backbone, train_pool, test_ds, sizes: Sequence[int], *,
+                min_steps: int = 0, batch_size: int = 32, seed: int = 0, **kwargs) -> dict[str, dict[int, float]]:
+    """Test accuracy of each strategy against labelled examples per class: {name: {n_per_class: acc}}.
+
+    min_steps: tiny training sets get enough epochs for at least this many optimizer steps per stage, so that
+        "5 per class" is not also "almost no training".
+    kwargs: passed to run_strategy (size, device, ...).
+    """
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"sizes must be positive numbers of examples per class, got {list(sizes)}.")
+    out: dict[str, dict[int, float]] = {s.name: {} for s in strategies}
+    for n in sorted(sizes):
+        train_ds = train_pool.few_shot(n, seed=seed)
+        for s in strategies:
+            result = run_strategy(with_min_steps(s, len(train_ds), batch_size, min_steps), make_backbone, train_ds,
+                                  test_ds, batch_size=batch_size, seed=seed, **kwargs)
+            out[s.name][n] = result.test_acc
+    return out
+
+
+def crossover(curve_a: dict[int, float], curve_b: dict[int, float]) -> int | None:
+    """The smallest size at which curve_b reaches curve_a and stays at or above it for every larger size."""
+    sizes = sorted(set(curve_a) & set(curve_b))
+    if not sizes:
+        raise ValueError("The two curves share no sizes to compare.")
+    for i, n in enumerate(sizes):
+        if all(curve_b[m] >= curve_a[m] for m in sizes[i:]):
+            return n
+    return None
+
+
+def winner(accuracies: dict[str, float], tie: float = 0.0) -> str:
+    """The name with the highest accuracy; ties within `tie` go to the earlier name (the cheaper strategy)."""
+    if not accuracies:
+        raise ValueError("No accuracies to compare.")
+    best = max(accuracies.values())
+    return next(name for name, acc in accuracies.items() if acc >= best - tie)

@@ -1,0 +1,480 @@
+"""Transfer learning for text: a TF-IDF reference, frozen sentence embeddings, fine-tuning recipes, LoRA, forgetting.
+
+Every approach returns the same kind of result (accuracy, macro-F1, seconds, trainable parameters, peak memory),
+so a notebook can put them in one table:
+- `tfidf_baseline`: TF-IDF + logistic regression (the reference row; no pretraining at all);
+- `embed` + `logistic_regression`: frozen mean-pooled embeddings (`TextModel.encode`) + logistic regression;
+- `trainer_finetune`: the Hugging Face Trainer recipe (lr 2e-5, weight decay, evaluation every epoch, best model
+  kept at the end) over labkit's `TextDataset`;
+- `fit_finetune`: the same recipe on labkit's one loop (`labkit.fit`), for layer-wise LR decay
+  (`layerwise_lr_groups`), LoRA (`add_lora`) and deliberately bad learning rates;
+- `knn_accuracy` + `encoder_of`: a forgetting probe (kNN accuracy of sentence embeddings on held-out topics).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from labkit.assets import AssetUnavailableError, TextModel
+from labkit.data import DataUnavailableError, TextDataset, election_tweets, make_text_loader, newsgroups, text_file
+from labkit.freeze import count_parameters, discriminative_param_groups
+from labkit.repro import resolve_device
+
+__all__ = [
+    "scores", "majority_rate", "tfidf_baseline", "embed", "logistic_regression", "knn_accuracy", "encoder_of",
+    "layerwise_lr_groups", "add_lora", "trainable_share", "FinetuneResult", "trainer_finetune", "fit_finetune",
+    "evaluate_text", "training_memory_mb", "load_corpus", "imdb", "IMDB_URL", "AssetUnavailableError",
+]
+
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
+# peft asks transformers a deprecated question (is_gradient_checkpointing); nothing a student can act on
+_PEFT_DEPRECATION = ".*is_gradient_checkpointing.*"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Metrics
+# --------------------------------------------------------------------------------------------------------------
+def scores(y_true, y_pred) -> dict:
+    """Accuracy and macro-F1 (every class counts the same, however rare) of integer predictions."""
+    from sklearn.metrics import f1_score
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"Need as many predictions as labels (got {y_pred.shape} and {y_true.shape}), at least one.")
+    return {"acc": float((y_true == y_pred).mean()),
+            "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
+
+
+def majority_rate(y_train, y_test) -> float:
+    """Test accuracy of always predicting the most common training class (the floor every row must beat)."""
+    majority = int(np.bincount(np.asarray(y_train)).argmax())
+    return float((np.asarray(y_test) == majority).mean())
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Rows without fine-tuning
+# --------------------------------------------------------------------------------------------------------------
+def _check_pair(train_ds: TextDataset, test_ds: TextDataset) -> None:
+    for what, ds in (("training", train_ds), ("test", test_ds)):
+        if not isinstance(ds, TextDataset):
+            raise TypeError(f"The {what} set must be a labkit.data.TextDataset, got {type(ds).__name__}. "
+                            "Load one with labkit.data.newsgroups(...), election_tweets() or text_file(path).")
+        if len(ds) == 0:
+            raise ValueError(f"The {what} set is empty: there is nothing to learn from or score.")
+    if len(np.unique(train_ds.labels)) < 2:
+        raise ValueError("The training set has a single class: a classifier needs at least two.")
+
+
+def tfidf_baseline(train_ds: TextDataset, test_ds: TextDataset, C: float = 10.0, ngram_range=(1, 2),
+                   max_features: int | None = 50_000) -> dict:
+    """TF-IDF (word uni+bigrams, sublinear tf) + logistic regression: the classic no-pretraining reference.
+
+    Returns acc, macro_f1, seconds (fit + predict), trainable_params (the regression's weights) and predictions.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    _check_pair(train_ds, test_ds)
+    start = time.perf_counter()
+    vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=tuple(ngram_range), max_features=max_features)
+    X_train = vectorizer.fit_transform(train_ds.texts)  # sparse (N, vocabulary)
+    clf = LogisticRegression(C=C, max_iter=2000).fit(X_train, train_ds.labels)
+    pred = clf.predict(vectorizer.transform(test_ds.texts))
+    seconds = time.perf_counter() - start
+    return {**scores(test_ds.labels, pred), "seconds": seconds,
+            "trainable_params": int(clf.coef_.size + clf.intercept_.size), "vocabulary": len(vectorizer.vocabulary_),
+            "pred": pred}
+
+
+_EMBED_CACHE: dict[str, np.ndarray] = {}
+
+
+def _weights_fingerprint(module: nn.Module) -> str:
+    """A cheap hash of a few weight tensors: a fine-tuned copy never shares cached embeddings with the original."""
+    h = hashlib.sha1()
+    params = list(module.parameters())
+    for p in params[:2] + params[-2:] + params[len(params) // 2: len(params) // 2 + 1]:
+        flat = p.detach().reshape(-1).float().cpu()
+        h.update(flat[:: max(1, flat.numel() // 256)].numpy().tobytes())
+        h.update(np.float64(flat.double().sum().item()).tobytes())
+    return h.hexdigest()[:16]
+
+
+def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = None, batch_size: int = 32,
+          device: str | None = "auto", cache: bool = True) -> np.ndarray:
+    """Frozen mean-pooled, L2-normalised sentence embeddings (N, hidden) via `TextModel.encode`, cached in memory.
+
+    The cache is keyed by the weights and the text, so embedding a subset of texts seen before costs nothing.
+    """
+    if isinstance(texts, str):
+        raise TypeError("embed() takes a list of texts, not a single string: wrap it as [text].")
+    texts = list(texts)
+    max_length = int(max_length or text_model.max_length)
+    prefix = f"{text_model.name}|{_weights_fingerprint(encoder_of(text_model.model))}|{max_length}|"
+    keys = [prefix + hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
+    missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if not cache or k not in _EMBED_CACHE))
+    if missing:
+        was_on = _model_device(text_model.model)
+        out = text_model.encode(missing, batch_size=batch_size, max_length=max_length,
+                                device=resolve_device(device)).numpy()
+        text_model.model.to(was_on)  # encode moved the encoder; put it back where the caller had it
+        fresh = dict(zip(missing, out))
+        if not cache:
+            return np.stack([fresh[t] for t in texts]).astype(np.float32)
+        for t in missing:
+            _EMBED_CACHE[prefix + hashlib.sha1(t.encode("utf-8")).hexdigest()] = fresh[t]
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.stack([_EMBED_CACHE[k] for k in keys]).astype(np.float32)
+
+
+def logistic_regression(X_train, y_train, X_test, y_test, C: float = 1.0) -> dict:
+    """A standardised logistic regression on frozen features: acc, macro_f1, seconds, trainable_params, pred."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    start = time.perf_counter()
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(X_train, y_train)
+    pred = clf.predict(X_test)
+    lr_model = clf[-1]
+    return {**scores(y_test, pred), "seconds": time.perf_counter() - start,
+            "trainable_params": int(lr_model.coef_.size + lr_model.intercept_.size), "pred": pred}
+
+
+def knn_accuracy(X_train, y_train, X_test, y_test, k: int = 5) -> float:
+    """Accuracy of a k-nearest-neighbour vote with cosine similarity: how well embeddings group a topic."""
+    X_train = torch.nn.functional.normalize(torch.as_tensor(np.asarray(X_train), dtype=torch.float32), dim=1)
+    X_test = torch.nn.functional.normalize(torch.as_tensor(np.asarray(X_test), dtype=torch.float32), dim=1)
+    y_train = torch.as_tensor(np.asarray(y_train), dtype=torch.long)
+    k = min(int(k), len(y_train))
+    if k < 1:
+        raise ValueError("knn_accuracy needs at least one reference example.")
+    nearest = (X_test @ X_train.T).topk(k, dim=1).indices  # (N_test, k)
+    votes = torch.nn.functional.one_hot(y_train[nearest], int(y_train.max()) + 1).sum(1)  # (N_test, classes)
+    return float((votes.argmax(1).numpy() == np.asarray(y_test)).mean())
+
+
+def encoder_of(model: nn.Module) -> nn.Module:
+    """The bare transformer encoder inside a classifier (BertModel, DistilBertModel), also through a peft wrapper."""
+    if hasattr(model, "get_base_model"):  # peft: the wrapped model, LoRA layers still active
+        model = model.get_base_model()
+    return getattr(model, "base_model", model)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Fine-tuning helpers
+# --------------------------------------------------------------------------------------------------------------
+def layerwise_lr_groups(model: nn.Module, lr: float, decay: float = 0.8, weight_decay: float = 0.01) -> list[dict]:
+    """Layer-wise LR decay: the classifier gets `lr`, each transformer layer below `decay` times the one above.
+
+    Built on labkit.freeze.model_depths (embeddings, layer0 ... layerN, classifier for BERT-like models), so the
+    embeddings get lr * decay ** (N + 1): the most general knowledge moves least.
+    """
+    if not 0 < decay <= 1:
+        raise ValueError(f"decay must be in (0, 1], got {decay}: 1 means one LR for every layer.")
+    return discriminative_param_groups(model, lr=lr, decay=decay, weight_decay=weight_decay)
+
+
+def add_lora(model: nn.Module, r: int = 8, alpha: int = 16, dropout: float = 0.1,
+             target_modules: Sequence[str] | None = None) -> nn.Module:
+    """Wrap a Hugging Face sequence classifier with LoRA adapters (peft); only adapters and the head train.
+
+    target_modules: attention projections to adapt; None lets peft pick the usual ones for the architecture
+    (query/value for BERT and MiniLM, q_lin/v_lin for DistilBERT).
+    """
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    if r < 1:
+        raise ValueError(f"LoRA rank r must be a positive integer, got {r}.")
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout),
+                        target_modules=list(target_modules) if target_modules else None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_PEFT_DEPRECATION, category=FutureWarning)
+        return get_peft_model(model, config)
+
+
+def trainable_share(model: nn.Module) -> float:
+    """Trainable parameters / all parameters (LoRA's selling point is a tiny share)."""
+    total = count_parameters(model)
+    return count_parameters(model, trainable_only=True) / total if total else 0.0
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def training_memory_mb(model: nn.Module, loader) -> float:
+    """Memory of one training step on a real batch (CPU: weights + grads + AdamW state + saved activations)."""
+    from labkit.train import measure_training_memory
+
+    batch = next(iter(loader))
+    return float(measure_training_memory(model, batch)["total_mb"])
+
+
+def evaluate_text(model: nn.Module, tokenizer, ds: TextDataset, max_length: int = 128, batch_size: int = 64,
+                  device: str | None = None) -> dict:
+    """acc, macro_f1 and pred of a sequence classifier on a TextDataset (eval mode, no gradients)."""
+    from labkit.train import predict
+
+    loader = make_text_loader(ds, tokenizer, batch_size=batch_size, max_length=max_length)
+    logits, targets = predict(model, loader, device)
+    pred = logits.argmax(1).numpy()
+    return {**scores(targets.numpy(), pred), "pred": pred}
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run produced: the (best-epoch) model and the numbers for the comparison table."""
+
+    model: nn.Module
+    epochs: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss, val_acc (, val_macro_f1)
+    seconds: float = 0.0
+    trainable_params: int = 0
+    total_params: int = 0
+    peak_mem_mb: float = float("nan")
+    best_epoch: int | None = None  # 1-based epoch whose weights were kept
+
+    @property
+    def trainable_share(self) -> float:
+        return self.trainable_params / self.total_params if self.total_params else 0.0
+
+
+def _check_finetune_inputs(text_model: TextModel, train_ds: TextDataset, val_ds: TextDataset, lr: float,
+                           num_epochs: int) -> None:
+    if not isinstance(text_model, TextModel):
+        raise TypeError("Pass the TextModel from labkit.load_text_model(name, num_labels=k), not "
+                        f"{type(text_model).__name__}.")
+    _check_pair(train_ds, val_ds)
+    num_labels = getattr(getattr(encoder_of(text_model.model), "config", None), "num_labels", None)
+    needed = int(max(train_ds.labels.max(), val_ds.labels.max())) + 1
+    if num_labels is not None and hasattr(text_model.model, "classifier") and num_labels < needed:
+        raise ValueError(f"The model has {num_labels} outputs but the data has {needed} classes: load it with "
+                         f"labkit.load_text_model(name, num_labels={needed}).")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr}.")
+    if num_epochs < 1:
+        raise ValueError(f"num_epochs must be at least 1, got {num_epochs}.")
+
+
+class _Tokenised(torch.utils.data.Dataset):
+    """A TextDataset tokenised once (no padding: the collator pads each batch to its longest text)."""
+
+    def __init__(self, ds: TextDataset, tokenizer, max_length: int):
+        enc = tokenizer(ds.texts, truncation=True, max_length=max_length)
+        self.items = [{**{k: v[i] for k, v in enc.items()}, "labels": int(ds.labels[i])} for i in range(len(ds))]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.items[i]
+
+
+def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDataset, *, lr: float = 2e-5,
+                     weight_decay: float = 0.01, num_epochs: int = 3, batch_size: int = 16,
+                     max_length: int | None = None, warmup_ratio: float = 0.1, seed: int = 0,
+                     device: str | None = "auto", param_groups: list[dict] | None = None,
+                     output_dir: str | os.PathLike | None = None, progress: bool | None = None) -> FinetuneResult:
+    """Full fine-tuning with the Hugging Face Trainer recipe: AdamW at `lr`, weight decay, linear warmup/decay,
+    evaluation on `val_ds` every epoch and the best epoch's weights kept (load_best_model_at_end).
+
+    param_groups: optimizer groups (e.g. `layerwise_lr_groups(model, ...)`) handed to the Trainer's AdamW.
+    output_dir: where checkpoints go (a temporary folder, deleted afterwards, when None).
+    """
+    from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
+    from transformers.utils import logging as hf_logging
+
+    from labkit.train import progress_enabled
+
+    _check_finetune_inputs(text_model, train_ds, val_ds, lr, num_epochs)
+    model, tokenizer = text_model.model, text_model.tokenizer
+    max_length = int(max_length or text_model.max_length)
+    device = resolve_device(device)
+
+    def metrics(eval_pred) -> dict:
+        logits, labels = eval_pred
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        s = scores(labels, np.asarray(logits).argmax(-1))
+        return {"accuracy": s["acc"], "macro_f1": s["macro_f1"]}
+
+    workdir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="labkit-trainer-"))
+    args = TrainingArguments(
+        output_dir=str(workdir), learning_rate=lr, weight_decay=weight_decay, num_train_epochs=num_epochs,
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=max(batch_size, 64),
+        warmup_steps=warmup_ratio, lr_scheduler_type="linear",
+        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+        metric_for_best_model="accuracy", greater_is_better=True, save_total_limit=1, save_only_model=True,
+        logging_strategy="epoch", report_to="none", disable_tqdm=not progress_enabled(progress), seed=seed,
+        data_seed=seed, use_cpu=device.type == "cpu", dataloader_num_workers=0)
+    optimizers = (None, None)
+    if param_groups is not None:
+        groups = [{k: v for k, v in g.items() if k != "name"} for g in param_groups]
+        optimizers = (torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay), None)
+    trainer = Trainer(model=model, args=args, train_dataset=_Tokenised(train_ds, tokenizer, max_length),
+                      eval_dataset=_Tokenised(val_ds, tokenizer, max_length),
+                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics,
+                      optimizers=optimizers)
+    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the epochs come back in the result
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    if not progress_enabled(progress):
+        hf_logging.disable_progress_bar()  # the "writing model shards" bar of every checkpoint
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    try:
+        trainer.train()
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+        if output_dir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+    seconds = time.perf_counter() - start
+    model = trainer.model
+    epochs: dict[int, dict] = {}
+    for entry in trainer.state.log_history:  # one "loss" entry and one "eval_*" entry per epoch
+        epoch = int(round(entry.get("epoch", 0)))
+        if "loss" in entry:
+            epochs.setdefault(epoch, {"epoch": epoch})["train_loss"] = entry["loss"]
+        if "eval_accuracy" in entry:
+            epochs.setdefault(epoch, {"epoch": epoch}).update(
+                val_loss=entry["eval_loss"], val_acc=entry["eval_accuracy"], val_macro_f1=entry["eval_macro_f1"])
+    rows = [epochs[e] for e in sorted(epochs) if e > 0]
+    best = max(range(len(rows)), key=lambda i: rows[i].get("val_acc", -1)) + 1 if rows else None
+    if device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        peak = training_memory_mb(model, make_text_loader(train_ds, tokenizer, batch_size, max_length))
+    return FinetuneResult(model=model, epochs=rows, seconds=seconds,
+                          trainable_params=count_parameters(model, trainable_only=True),
+                          total_params=count_parameters(model), peak_mem_mb=peak, best_epoch=best)
+
+
+def fit_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDataset, *, lr: float = 2e-5,
+                 weight_decay: float = 0.01, num_epochs: int = 3, batch_size: int = 16, max_length: int | None = None,
+                 warmup_ratio: float = 0.1, param_groups=None, model: nn.Module | None = None, seed: int = 0,
+                 device: str | None = "auto", callbacks: Sequence = (), progress: bool | None = None
+                 ) -> FinetuneResult:
+    """The Trainer recipe on labkit's one loop: AdamW, weight decay, linear warmup/decay, gradient clipping at 1,
+    evaluation every epoch and the best epoch's weights restored.
+
+    param_groups: e.g. `layerwise_lr_groups` (a callable(model) -> groups is fine too).
+    model: train this module instead of text_model.model (e.g. `add_lora(text_model.model)`).
+    """
+    from labkit.train import EarlyStopping, fit
+
+    _check_finetune_inputs(text_model, train_ds, val_ds, lr, num_epochs)
+    model = model if model is not None else text_model.model
+    max_length = int(max_length or text_model.max_length)
+    train_loader = make_text_loader(train_ds, text_model.tokenizer, batch_size, max_length, shuffle=True, seed=seed)
+    val_loader = make_text_loader(val_ds, text_model.tokenizer, max(batch_size, 64), max_length)
+    total_steps = len(train_loader) * num_epochs
+    # patience = num_epochs: never stops early, only keeps the best epoch (Trainer's load_best_model_at_end)
+    keep_best = EarlyStopping(patience=num_epochs, monitor="val_acc", restore_best=True)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_PEFT_DEPRECATION, category=FutureWarning)
+        history = fit(model, train_loader, val_loader, num_epochs=num_epochs, lr=lr, weight_decay=weight_decay,
+                      param_groups=param_groups, scheduler="linear",
+                      warmup_steps=math.ceil(warmup_ratio * total_steps), max_grad_norm=1.0,
+                      callbacks=[keep_best, *callbacks], device=device, progress=progress)
+    best = history.best_epoch + 1 if history.best_epoch is not None else None
+    return FinetuneResult(model=model, epochs=history.epochs, seconds=history.seconds,
+                          trainable_params=history.trainable_params, total_params=history.total_params,
+                          peak_mem_mb=history.peak_mem_mb, best_epoch=best)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Corpora
+# --------------------------------------------------------------------------------------------------------------
+def _imdb_candidates(root) -> list[Path]:
+    dirs = []
+    if root:
+        dirs += [Path(root), Path(root) / "aclImdb"]
+    if os.environ.get("LABKIT_IMDB"):
+        dirs += [Path(os.environ["LABKIT_IMDB"]), Path(os.environ["LABKIT_IMDB"]) / "aclImdb"]
+    dirs.append(Path.home() / ".cache" / "labkit" / "aclImdb")
+    return dirs
+
+
+def _download_imdb(target: Path) -> None:
+    import tarfile
+    import urllib.request
+
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target / "aclImdb_v1.tar.gz"
+    urllib.request.urlretrieve(IMDB_URL, archive)  # 80 MB
+    with tarfile.open(archive) as tar:
+        tar.extractall(target, filter="data")
+    archive.unlink()
+
+
+def imdb(split: str = "train", root: str | os.PathLike | None = None, download: bool = True) -> TextDataset:
+    """IMDB movie reviews (25,000 train / 25,000 test, neg vs pos) from the Stanford aclImdb folder (online path).
+
+    Looks in `root`, $LABKIT_IMDB and ~/.cache/labkit/aclImdb; downloads there when online.
+    """
+    from labkit.assets import is_offline
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    found = next((d for d in _imdb_candidates(root) if (d / split / "pos").is_dir()), None)
+    if found is None and download and not is_offline():
+        cache = Path.home() / ".cache" / "labkit"
+        try:
+            _download_imdb(cache)
+            found = cache / "aclImdb"
+        except Exception:
+            found = None
+    if found is None or not (found / split / "pos").is_dir():
+        raise DataUnavailableError(
+            "IMDB is not on this machine and there is no internet: use dataset='20newsgroups' or "
+            "'election_tweets' (embedded, work offline), or put the extracted aclImdb/ folder in "
+            f"~/.cache/labkit/ (from {IMDB_URL}).")
+    texts, labels = [], []
+    for label, name in enumerate(("neg", "pos")):
+        for f in sorted((found / split / name).glob("*.txt")):
+            texts.append(f.read_text(encoding="utf-8").replace("<br />", " "))
+            labels.append(label)
+    if not texts:
+        raise DataUnavailableError(f"{found / split} has pos/ and neg/ folders but no .txt reviews in them.")
+    return TextDataset(texts, labels, ["neg", "pos"], f"imdb-{split}")
+
+
+def load_corpus(dataset: str, split: str = "train", categories: Sequence[str] | None = None,
+                **file_kwargs) -> TextDataset:
+    """A text classification set by name: '20newsgroups' (with categories), 'election_tweets', 'imdb' (online),
+    or a path to a CSV/TSV file (text_column=..., label_column=...; a fixed 70/30 train/test split).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    if dataset == "20newsgroups":
+        return newsgroups(categories, split=split)
+    if dataset == "election_tweets":
+        return election_tweets(split=split)
+    if dataset == "imdb":
+        return imdb(split=split)
+    path = Path(str(dataset)).expanduser()
+    if path.suffix.lower() in (".csv", ".tsv", ".tab") or path.exists():
+        ds = text_file(path, **file_kwargs)
+        train, test = ds.split(0.3, seed=0)  # fixed seed: the same split for every run
+        out = train if split == "train" else test
+        out.name = f"{ds.name}-{split}"
+        return out
+    raise KeyError(f"Unknown text data set {dataset!r}: use '20newsgroups', 'election_tweets', 'imdb' or a path to "
+                   "a CSV/TSV file with text and label columns.")
+

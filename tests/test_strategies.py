@@ -1,0 +1,190 @@
+"""Freeze strategies: recipes validate, each trains through fit as declared, and the helpers measure honestly."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from labkit import zoo
+from labkit.data import ImageDataset
+from labkit.freeze import count_parameters
+from labkit.strategies import (Strategy, _fold_head, backbone_factory, crossover, label_curve, run_strategy,
+                               standard_strategies, training_memory, winner, with_min_steps)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_images(n_per_class: int = 4, num_classes: int = 3, seed: int = 0) -> ImageDataset:
+    """Separable 28x28 images: class c is a bright band in row block c."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for c in range(num_classes):
+        for _ in range(n_per_class):
+            img = rng.integers(0, 40, size=(28, 28))
+            img[c * 9:(c + 1) * 9] += 180
+            images.append(img.astype(np.uint8))
+            labels.append(c)
+    return ImageDataset(np.stack(images), np.array(labels), [f"c{i}" for i in range(num_classes)], "tiny")
+
+
+@pytest.fixture(scope="module")
+def make_small():
+    torch.manual_seed(0)
+    return backbone_factory(lambda pretrained: zoo.small_cnn(5))
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))  # no stale features from other tests
+
+
+def test_bad_recipes_get_clear_errors():
+    with pytest.raises(ValueError, match="nothing to train"):
+        Strategy("empty")
+    with pytest.raises(ValueError, match="cannot continue into fine-tuning"):
+        Strategy("x", head_epochs=2, feature_depth="block2", num_epochs=1)
+    with pytest.raises(ValueError, match="decay"):
+        Strategy("x", num_epochs=1, decay=2.0)
+    with pytest.raises(ValueError, match="scratch"):
+        Strategy("x", pretrained=False, head_epochs=2)
+    with pytest.raises(ValueError, match="positive"):
+        Strategy("x", num_epochs=1, lr=0)
+    with pytest.raises(TypeError, match="Strategy"):
+        run_strategy("scratch", None, None, None)
+    with pytest.raises(ValueError, match="top_depths"):
+        standard_strategies(top_depths=1)
+
+
+def test_standard_strategies_declare_the_seven_recipes():
+    s = standard_strategies(num_epochs=2, top_depths=3)
+    assert list(s) == ["scratch", "feature extraction", "partial fine-tune (top 3)", "two-stage",
+                       "full fine-tune, high LR", "full fine-tune, low LR", "gradual unfreezing"]
+    assert not s["scratch"].pretrained and s["scratch"].train_batchnorm
+    assert s["two-stage"].head_epochs and s["two-stage"].scheduler == "cosine" and s["two-stage"].decay
+    assert s["full fine-tune, high LR"].lr > s["full fine-tune, low LR"].lr
+    assert s["gradual unfreezing"].gradual_every == 1
+
+
+def test_factory_loads_once_and_copies(make_small):
+    a, b = make_small(True), make_small(True)
+    assert a is not b
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    with pytest.raises(TypeError, match="backbone name or a callable"):
+        backbone_factory(3)
+
+
+def test_feature_extraction_trains_only_a_head_and_learns(make_small):
+    train, test = tiny_images(6), tiny_images(4, seed=1)
+    r = run_strategy(Strategy("fe", head_epochs=20, head_lr=1e-2), make_small, train, test, device="cpu")
+    assert r.trainable_params == 128 * 3 + 3  # the linear head on SmallCNN's 128 pooled features
+    assert r.stages == ["head"] * 20 and len(r.train_loss) == 20
+    assert r.test_acc > 0.6 and r.peak_mem_mb > 0
+
+
+def test_partial_fine_tune_trains_only_the_top_depths(make_small):
+    train = tiny_images()
+    r = run_strategy(Strategy("top", num_epochs=1, train_from="block3", decay=0.5), make_small, train, train,
+                     device="cpu", keep_model=True)
+    model = r.model
+    expected = count_parameters(model.net.block3) + count_parameters(model.classifier)
+    assert r.trainable_params == expected
+    assert not any(p.requires_grad for p in model.net.block1.parameters())
+
+
+def test_two_stage_starts_stage_two_from_the_trained_head(make_small):
+    train = tiny_images(6)
+    r = run_strategy(Strategy("two", head_epochs=30, head_lr=0.1, num_epochs=1, lr=1e-4, decay=0.5,
+                              scheduler="cosine", train_batchnorm=False), make_small, train, train, device="cpu")
+    assert r.stages == ["head"] * 30 + ["network"]
+    # a folded, trained head: the first network epoch continues from the head's final loss, not a random head's
+    assert r.train_loss[30] < 0.8 * r.train_loss[0]
+    assert abs(r.train_loss[30] - r.train_loss[29]) < 0.05
+
+
+def test_fold_head_matches_the_standardised_head():
+    from labkit.features import train_head
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(3, 2, size=(40, 6)).astype(np.float32)
+    y = (X[:, 0] > 3).astype(np.int64)
+    head, _ = train_head(X, y, num_epochs=2, standardize=True, device="cpu")
+    linear = torch.nn.Linear(6, 2)
+    _fold_head(head, linear)
+    x = torch.from_numpy(X)
+    assert torch.allclose(head(x), linear(x), atol=1e-4)
+
+
+def test_gradual_unfreezing_grows_the_trainable_set(make_small):
+    train = tiny_images()
+    r = run_strategy(Strategy("gradual", num_epochs=3, gradual_every=1, decay=0.5, train_batchnorm=False),
+                     make_small, train, train, device="cpu")
+    trainable = [h["trainable_params"] for h in r.histories][0]
+    assert trainable[0] < trainable[1] < trainable[2]
+
+
+def test_labels_outside_the_training_classes_are_refused(make_small):
+    train, test = tiny_images(num_classes=2), tiny_images(num_classes=3)
+    with pytest.raises(ValueError, match="same classes"):
+        run_strategy(Strategy("fe", head_epochs=1), make_small, train, test, device="cpu")
+
+
+def test_freezing_cuts_measured_training_memory(make_small):
+    model = make_small(True)
+    x, y = torch.randn(8, 3, 28, 28), torch.randint(0, 5, (8,))
+    full, frozen = training_memory(model, (x, y), 0), training_memory(model, (x, y), -1)
+    assert frozen["gradients"] < full["gradients"] and frozen["activations"] < full["activations"]
+    assert frozen["weights"] == full["weights"]
+    assert full["total_mb"] / frozen["total_mb"] > 2
+    assert all(p.requires_grad for p in model.parameters())  # the caller's model is untouched
+
+
+def test_with_min_steps_and_label_curve(make_small):
+    s = Strategy("fe", head_epochs=2)
+    assert with_min_steps(s, n_train=10, batch_size=5, min_steps=10).head_epochs == 5
+    assert with_min_steps(s, n_train=100, batch_size=5, min_steps=10).head_epochs == 2
+    pool, test = tiny_images(8), tiny_images(3, seed=2)
+    curve = label_curve([s], make_small, pool, test, [1, 4], device="cpu")
+    assert set(curve["fe"]) == {1, 4}
+    with pytest.raises(ValueError, match="positive"):
+        label_curve([s], make_small, pool, test, [0])
+
+
+def test_crossover_and_winner():
+    fe = {5: 0.6, 20: 0.7, 50: 0.75, 200: 0.8}
+    ft = {5: 0.5, 20: 0.72, 50: 0.74, 200: 0.85}
+    assert crossover(fe, ft) == 200  # 20 does not count: it falls behind again at 50
+    assert crossover(ft, fe) is None
+    assert winner({"cheap": 0.80, "costly": 0.805}, tie=0.01) == "cheap"
+    assert winner({"cheap": 0.80, "costly": 0.85}, tie=0.01) == "costly"
+    with pytest.raises(ValueError):
+        winner({})
+
+
+def test_notebook_accepts_the_full_tier_parameters():
+    """papermill can inject the full tier's parameter set; the tier cell resolves it without running anything."""
+    import papermill
+
+    nb_path = REPO / "solutions" / "02_freeze_strategies.ipynb"
+    declared = papermill.inspect_notebook(str(nb_path))
+    full = {"tier": "full", "device": "cuda", "backbone_name": "resnet50", "n_per_class": 50, "test_size": 5000,
+            "resolution": 224, "num_epochs": 5, "curve_sizes": [5, 20, 50, 200, 500], "threads": None,
+            "results_path": "02.results.json", "student_id": "ci", "seed": 1}
+    assert set(full) <= set(declared), set(full) - set(declared)
+    nb = json.loads(nb_path.read_text())
+    code = ["".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code"]
+    params_index = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c["metadata"].get("tags", []))
+    assert "".join(nb["cells"][params_index]["source"]).startswith("tier =")
+    tier_cell = code[1]
+    assert "TIERS" in tier_cell and "seed_everything" in tier_cell
+    ns = {}
+    exec(code[0], ns)  # the defaults
+    ns.update(full)  # what papermill injects
+    exec(tier_cell.replace("labkit.seed_everything(seed, threads=threads)", "pass"), ns)
+    assert ns["resolution"] == 224 and ns["test_size"] == 5000 and ns["curve_sizes"] == [5, 20, 50, 200, 500]
+    assert ns["cfg"]["matrix_large"] > ns["TIERS"]["quick"]["matrix_large"]
+    ns = {}
+    exec(code[0], ns)
+    ns["tier"] = "huge"
+    with pytest.raises(ValueError, match="tier must be one of"):
+        exec(tier_cell, ns)

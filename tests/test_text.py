@@ -1,0 +1,171 @@
+"""Text transfer: metrics, TF-IDF and frozen-embedding rows, fine-tuning recipes, LoRA, forgetting probe, corpora."""
+import numpy as np
+import pytest
+import torch
+
+import labkit
+from labkit import text
+from labkit.assets import AssetUnavailableError, asset_status
+from labkit.data import DataUnavailableError, TextDataset
+from labkit.freeze import count_parameters
+
+SPACE = ["the rocket reached orbit", "nasa launched a probe to mars", "the shuttle docked with the station",
+         "astronauts walked on the moon", "a satellite entered orbit around saturn", "the telescope saw a galaxy"]
+HOCKEY = ["the goalie stopped the puck", "he scored in overtime on the ice", "the team won the stanley cup",
+          "a slapshot from the blue line", "the referee called icing", "the defenceman blocked the shot"]
+
+
+def _toy(n: int = 6) -> TextDataset:
+    texts = SPACE[:n] + HOCKEY[:n]
+    return TextDataset(texts, [0] * n + [1] * n, ["space", "hockey"], "toy")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return labkit.load_text_model("minilm", max_length=16)
+
+
+def _classifier():
+    labkit.seed_everything(0)
+    return labkit.load_text_model("minilm", num_labels=2, max_length=16)
+
+
+def test_scores_and_majority_rate():
+    s = text.scores([0, 0, 0, 1], [0, 0, 0, 0])
+    assert s["acc"] == pytest.approx(0.75)
+    assert s["macro_f1"] == pytest.approx((6 / 7 + 0) / 2)  # class 1 is never predicted: its F1 is 0
+    assert text.majority_rate([1, 1, 0], [1, 0, 0, 0]) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="as many predictions"):
+        text.scores([0, 1], [0])
+
+
+def test_tfidf_baseline_separates_two_topics():
+    row = text.tfidf_baseline(_toy(4), _toy(6).subset(np.array([4, 5, 10, 11])))
+    assert {"acc", "macro_f1", "seconds", "trainable_params", "pred"} <= set(row)
+    assert row["trainable_params"] > 0
+    with pytest.raises(TypeError, match="TextDataset"):
+        text.tfidf_baseline(["a text"], _toy())
+    one_class = TextDataset(["a", "b"], [0, 0], ["x", "y"])
+    with pytest.raises(ValueError, match="single class"):
+        text.tfidf_baseline(one_class, _toy())
+
+
+def test_knn_accuracy_matches_a_hand_written_nearest_neighbour():
+    rng = np.random.default_rng(0)
+    ref, query = rng.normal(size=(20, 8)), rng.normal(size=(10, 8))
+    y_ref, y_query = rng.integers(0, 3, 20), rng.integers(0, 3, 10)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    by_hand = float((y_ref[(unit(query) @ unit(ref).T).argmax(1)] == y_query).mean())
+    assert text.knn_accuracy(ref, y_ref, query, y_query, k=1) == pytest.approx(by_hand)
+    assert text.knn_accuracy(ref, y_ref, ref, y_ref, k=1) == 1.0
+
+
+def test_embed_is_normalised_cached_and_feeds_a_probe(minilm, monkeypatch):
+    ds = _toy()
+    X = text.embed(minilm, ds.texts, max_length=16, device="cpu")
+    assert X.shape == (12, 384) and X.dtype == np.float32
+    assert np.allclose(np.linalg.norm(X, axis=1), 1, atol=1e-5)
+    calls = []
+    original = type(minilm).encode
+    monkeypatch.setattr(type(minilm), "encode", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    again = text.embed(minilm, ds.texts[:3], max_length=16, device="cpu")
+    assert calls == [] and np.allclose(again, X[:3])  # cached: the encoder did not run
+    row = text.logistic_regression(X, ds.labels, X, ds.labels)
+    assert row["acc"] == 1.0 and row["trainable_params"] == 384 * 1 + 1
+    with pytest.raises(TypeError, match="list of texts"):
+        text.embed(minilm, "one string")
+
+
+def test_layerwise_lr_groups_decay_from_the_head_down():
+    model = _classifier().model
+    groups = text.layerwise_lr_groups(model, lr=1e-4, decay=0.5)
+    assert [g["name"] for g in groups] == ["embeddings"] + [f"layer{i}" for i in range(6)] + ["classifier"]
+    assert groups[-1]["lr"] == pytest.approx(1e-4)
+    assert groups[0]["lr"] == pytest.approx(1e-4 * 0.5 ** 7)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    with pytest.raises(ValueError, match="decay"):
+        text.layerwise_lr_groups(model, lr=1e-4, decay=1.5)
+
+
+def test_lora_trains_under_ten_percent_and_leaves_pretrained_weights_alone():
+    clf = _classifier()
+    lora = text.add_lora(clf.model, r=4, alpha=8)
+    share = text.trainable_share(lora)
+    assert 0 < share < 0.10
+    frozen_before = {n: p.detach().clone() for n, p in lora.named_parameters()
+                     if not p.requires_grad and "query.base_layer.weight" in n}
+    adapters_before = {n: p.detach().clone() for n, p in lora.named_parameters() if "lora_B" in n}
+    ds = _toy(4)
+    result = text.fit_finetune(clf, ds, ds, lr=1e-2, model=lora, num_epochs=1, batch_size=8, max_length=16,
+                               device="cpu", progress=False)  # 8 texts, batch 8: one step
+    assert result.trainable_params == count_parameters(lora, trainable_only=True)
+    assert result.trainable_share == pytest.approx(share)
+    assert result.best_epoch == 1 and "val_acc" in result.epochs[0]
+    named = dict(lora.named_parameters())
+    assert all(torch.equal(named[n], p) for n, p in frozen_before.items())
+    assert any(not torch.equal(named[n], p) for n, p in adapters_before.items())
+    assert type(text.encoder_of(lora)).__name__ == "BertModel"  # the probe reaches the adapted encoder
+
+
+def test_trainer_recipe_runs_one_step_and_keeps_the_best_epoch():
+    clf = _classifier()
+    ds = _toy(4)
+    result = text.trainer_finetune(clf, ds, ds, lr=2e-5, num_epochs=1, batch_size=8, max_length=16, device="cpu",
+                                   progress=False)
+    assert [e["epoch"] for e in result.epochs] == [1]
+    assert {"train_loss", "val_loss", "val_acc", "val_macro_f1"} <= set(result.epochs[0])
+    assert result.best_epoch == 1
+    assert result.trainable_params == result.total_params == count_parameters(clf.model)
+    assert result.peak_mem_mb > 80  # at least the weights (22.7 M float32)
+    scored = text.evaluate_text(result.model, clf.tokenizer, ds, max_length=16)
+    assert 0 <= scored["acc"] <= 1 and len(scored["pred"]) == len(ds)
+
+
+def test_finetune_inputs_get_clear_errors():
+    clf = _classifier()
+    three = TextDataset(["a", "b", "c"], [0, 1, 2], ["x", "y", "z"])
+    with pytest.raises(ValueError, match="num_labels=3"):
+        text.fit_finetune(clf, three, three, num_epochs=1)
+    with pytest.raises(ValueError, match="lr must be positive"):
+        text.fit_finetune(clf, _toy(2), _toy(2), lr=0)
+    with pytest.raises(ValueError, match="empty"):
+        text.trainer_finetune(clf, _toy(2), TextDataset([], [], ["space", "hockey"]))
+    with pytest.raises(TypeError, match="load_text_model"):
+        text.fit_finetune(clf.model, _toy(2), _toy(2))
+
+
+def test_online_only_model_offline_gives_the_registry_message(monkeypatch):
+    monkeypatch.setenv("LABKIT_OFFLINE", "1")
+    if asset_status("distilbert-base-uncased") == "ready (cached)":
+        pytest.skip("distilbert-base-uncased is cached on this machine, so it loads offline")
+    with pytest.raises(AssetUnavailableError, match="no internet: use model_name='minilm'") as info:
+        labkit.load_text_model("distilbert-base-uncased", num_labels=2)
+    assert info.value.__cause__ is None and info.value.__suppress_context__  # no hub stack trace chained on
+
+
+def test_imdb_reads_the_aclimdb_layout_and_fails_clearly_offline(tmp_path, monkeypatch):
+    for split in ("train", "test"):
+        for label, review in (("pos", "a wonderful film<br />loved it"), ("neg", "dull and far too long")):
+            folder = tmp_path / "aclImdb" / split / label
+            folder.mkdir(parents=True)
+            (folder / "0_9.txt").write_text(review, encoding="utf-8")
+    ds = text.imdb("train", root=tmp_path)
+    assert ds.classes == ["neg", "pos"] and list(ds.labels) == [0, 1]
+    assert "<br />" not in ds.texts[1]
+    monkeypatch.setenv("LABKIT_OFFLINE", "1")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("LABKIT_IMDB", raising=False)
+    with pytest.raises(DataUnavailableError, match="IMDB is not on this machine and there is no internet"):
+        text.imdb("test", root=tmp_path / "missing")
+
+
+def test_load_corpus_reads_a_csv_with_a_fixed_split(tmp_path):
+    path = tmp_path / "reviews.csv"
+    rows = [f"review number {i},{'good' if i % 2 else 'bad'}" for i in range(20)]
+    path.write_text("body,sentiment\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    train = text.load_corpus(str(path), "train", text_column="body", label_column="sentiment")
+    test = text.load_corpus(str(path), "test", text_column="body", label_column="sentiment")
+    assert len(train) == 14 and len(test) == 6 and not set(train.texts) & set(test.texts)
+    assert train.classes == ["bad", "good"]
+    with pytest.raises(KeyError, match="Unknown text data set"):
+        text.load_corpus("imbd")
