@@ -16,8 +16,8 @@ from torch import nn
 
 from labkit.repro import resolve_device
 
-__all__ = ["extract_features", "feature_key", "clear_memory_cache", "linear_probe", "train_head", "make_head",
-           "FeatureLoader", "cache_dir", "STATS"]
+__all__ = ["extract_features", "feature_key", "feature_keys", "clear_memory_cache", "fit_probe", "linear_probe",
+           "train_head", "make_head", "FeatureLoader", "cache_dir", "STATS"]
 
 _MEMORY: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 STATS = {"backbone_batches": 0, "memory_hits": 0, "disk_hits": 0}  # tests and benchmarks read these
@@ -45,11 +45,42 @@ def _weights_digest(backbone: nn.Module) -> str:
     return h.hexdigest()[:12]
 
 
+def feature_keys(backbone, ds, depths, size: int) -> dict:
+    """Cache keys of several depths: backbone name + weights + preprocessing + depth + data content.
+
+    The weights and the data are hashed once for all depths (probe.depth_features asks for many at a time).
+    """
+    common = [backbone.name, _weights_digest(backbone), backbone.preprocessing.with_size(size).key()]
+    fingerprint = ds.fingerprint()
+    return {d: hashlib.sha1("|".join(common + [str(d), fingerprint]).encode()).hexdigest()[:20] for d in depths}
+
+
 def feature_key(backbone, ds, depth: str | None, size: int) -> str:
-    """The cache key: backbone name + weights + preprocessing + depth + data content."""
-    pre = backbone.preprocessing.with_size(size)
-    parts = [backbone.name, _weights_digest(backbone), pre.key(), str(depth), ds.fingerprint()]
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:20]
+    """The cache key of one depth (see `feature_keys`)."""
+    return feature_keys(backbone, ds, [depth], size)[depth]
+
+
+def _cache_get(key: str, memory: dict) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+    """(X, y) for `key` from `memory`, else from the disk cache (then kept in `memory`); and where it was found."""
+    if key in memory:
+        return memory[key], "memory"
+    path = cache_dir() / f"{key}.npz"
+    if not path.exists():
+        return None, None
+    with np.load(path, allow_pickle=False) as f:
+        memory[key] = (f["X"], f["y"])
+    return memory[key], "disk"
+
+
+def _cache_put(key: str, X: np.ndarray, y: np.ndarray, memory: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Keep (X, y) in `memory` and write it to the disk cache atomically (a killed run leaves no half file)."""
+    memory[key] = (X, y)
+    path = cache_dir() / f"{key}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, X=X, y=y)
+    os.replace(tmp, path)
+    return memory[key]
 
 
 def extract_features(backbone, ds, depth: str | None = None, size: int | None = None, batch_size: int = 64,
@@ -70,15 +101,9 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
         key = feature_key(backbone, ds, depth, size)
         if preprocessing is not None:
             key = hashlib.sha1((key + pre.with_size(size).key()).encode()).hexdigest()[:20]
-        if key in _MEMORY:
-            STATS["memory_hits"] += 1
-            return _MEMORY[key]
-        path = cache_dir() / f"{key}.npz"
-        if path.exists():
-            with np.load(path, allow_pickle=False) as f:
-                out = (f["X"], f["y"])
-            _MEMORY[key] = out
-            STATS["disk_hits"] += 1
+        out, where = _cache_get(key, _MEMORY)
+        if out is not None:
+            STATS[f"{where}_hits"] += 1
             return out
     device = resolve_device(device)
     backbone.to(device)
@@ -95,29 +120,32 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
             feats.append(backbone.features(x.to(device), depth).float().cpu())
     X = torch.cat(feats).numpy().astype(np.float32)
     y = ds.labels.copy()
-    out = (X, y)
-    if cache:
-        _MEMORY[key] = out
-        path = cache_dir() / f"{key}.npz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, X=X, y=y)
-        os.replace(tmp, path)
-    return out
+    return _cache_put(key, X, y, _MEMORY) if cache else (X, y)
 
 
-def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int = 2000) -> float:
-    """Test accuracy of a standardised logistic regression trained on frozen features (the standard probe)."""
+def fit_probe(X_train, y_train, C: float = 1.0, max_iter: int = 2000):
+    """A standardised logistic regression fitted on frozen features (sklearn pipeline; the standard probe)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    from threadpoolctl import threadpool_limits
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    # one BLAS thread: these fits are small, and threaded BLAS next to torch's busy threads (or on a shared CPU)
-    # made each fit tens of times slower
-    with threadpool_limits(limits=1, user_api="blas"):
-        clf.fit(X_train, y_train)
+    with _one_blas_thread():
+        return clf.fit(X_train, y_train)
+
+
+def _one_blas_thread():
+    # these fits are small, and threaded BLAS next to torch's busy threads (or on a shared CPU) made each fit
+    # tens of times slower
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int = 2000) -> float:
+    """Test accuracy of `fit_probe` on held-out features."""
+    clf = fit_probe(X_train, y_train, C, max_iter)
+    with _one_blas_thread():
         return float(clf.score(X_test, y_test))
 
 

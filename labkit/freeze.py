@@ -11,8 +11,8 @@ from typing import Sequence
 
 from torch import nn
 
-__all__ = ["model_depths", "freeze_to", "unfreeze", "freeze", "trainable_parameters", "count_parameters",
-           "discriminative_param_groups", "frozen_batchnorm_eval", "resolve_depth"]
+__all__ = ["model_depths", "freeze_to", "unfreeze_params", "unfreeze", "freeze", "trainable_parameters",
+           "count_parameters", "discriminative_param_groups", "frozen_batchnorm_eval", "resolve_depth"]
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
@@ -79,16 +79,37 @@ def unfreeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def freeze_to(model: nn.Module, depth: int | str) -> nn.Module:
+def _batchnorm_param_ids(module: nn.Module) -> set[int]:
+    """ids of the BatchNorm affine parameters inside `module`."""
+    return {id(p) for m in module.modules() if isinstance(m, _BN_TYPES) for p in m.parameters(recurse=False)}
+
+
+def unfreeze_params(module: nn.Module, train_batchnorm: bool = True) -> list[nn.Parameter]:
+    """Make `module`'s parameters trainable (BatchNorm's too only if train_batchnorm); return those it switched on.
+
+    train_batchnorm=False keeps BatchNorm affine weights frozen, so the fit loop also keeps those layers in eval
+    mode (their pretrained running statistics stay fixed): what you want with a few images per batch.
+    """
+    skip = set() if train_batchnorm else _batchnorm_param_ids(module)
+    switched = [p for p in module.parameters() if not p.requires_grad and id(p) not in skip]
+    for p in switched:
+        p.requires_grad_(True)
+    return switched
+
+
+def freeze_to(model: nn.Module, depth: int | str, train_batchnorm: bool = True) -> nn.Module:
     """Freeze every depth before `depth`; `depth` and everything after it are trainable.
 
     freeze_to(model, -1) trains only the classifier; freeze_to(model, "stage6") trains stage6 onwards;
     freeze_to(model, 0) trains everything.
+    train_batchnorm: False keeps every BatchNorm frozen, also in the trainable depths (see `unfreeze_params`).
     """
     start = resolve_depth(model, depth)
     for i, (_, module) in enumerate(model_depths(model).items()):
         for p in module.parameters():
-            p.requires_grad_(i >= start)
+            p.requires_grad_(False)
+        if i >= start:
+            unfreeze_params(module, train_batchnorm)
     return model
 
 

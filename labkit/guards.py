@@ -250,9 +250,9 @@ def batchnorm_drift(model: nn.Module, reference: dict) -> dict[str, float]:
     The drift of a layer is |delta mean| / sqrt(old var) averaged over channels plus the mean relative change of
     the variance: 0 means untouched, 0.1 means the statistics moved by about a tenth of a standard deviation.
     """
-    out = {}
+    out, modules = {}, dict(model.named_modules())
     for name, (mean0, var0) in reference.items():
-        m = dict(model.named_modules()).get(name)
+        m = modules.get(name)
         if m is None:
             raise KeyError(f"{name!r} is in the reference but not in the model: take the reference from the same "
                            "model (labkit.guards.batchnorm_state(model)).")

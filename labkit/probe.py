@@ -77,18 +77,6 @@ def _pool(output: torch.Tensor) -> torch.Tensor:
     return output.mean(dim=(2, 3)) if output.dim() == 4 else output.reshape(len(output), -1)
 
 
-def _feature_keys(backbone, ds, names: Sequence[str], size: int) -> dict[str, str]:
-    """labkit.features.feature_key for many depths, hashing the weights and the data once instead of per depth."""
-    import hashlib
-
-    from labkit.features import _weights_digest
-
-    pre = backbone.preprocessing.with_size(size)
-    common = [backbone.name, _weights_digest(backbone), pre.key()]
-    fingerprint = ds.fingerprint()
-    return {d: hashlib.sha1("|".join(common + [str(d), fingerprint]).encode()).hexdigest()[:20] for d in names}
-
-
 def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int | None = None,
                    batch_size: int = 64, device: str | None = "auto", cache: bool = True,
                    progress: bool | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -100,20 +88,17 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
     Results share labkit.features' disk cache, so extract_features(backbone, ds, depth, size) reuses them.
     """
     from labkit.data import make_loader
-    from labkit.features import cache_dir
+    from labkit.features import _cache_get, _cache_put, feature_keys
     from labkit.train import eval_mode, progress_enabled
 
     names = _resolve_depths(backbone, depths)
     size = int(size or backbone.preprocessing.size)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    keys = _feature_keys(backbone, ds, names, size) if cache else {}
+    keys = feature_keys(backbone, ds, names, size) if cache else {}
     for d in list(names if cache else []):
-        key = keys[d]
-        if key in _MEMORY:
-            out[d] = _MEMORY[key]
-        elif (cache_dir() / f"{key}.npz").exists():
-            with np.load(cache_dir() / f"{key}.npz", allow_pickle=False) as f:
-                out[d] = _MEMORY[key] = (f["X"], f["y"])
+        found, _ = _cache_get(keys[d], _MEMORY)
+        if found is not None:
+            out[d] = found
     STATS["cache_hits"] += len(out)
     todo = [d for d in names if d not in out]
     if not todo:
@@ -143,14 +128,7 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
                 pooled[d].append(_pool(acts[d]).float().cpu())
     for d in todo:
         X = torch.cat(pooled[d]).numpy().astype(np.float32)
-        out[d] = (X, ds.labels.copy())
-        if cache:
-            _MEMORY[keys[d]] = out[d]
-            path = cache_dir() / f"{keys[d]}.npz"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, X=X, y=out[d][1])
-            tmp.replace(path)
+        out[d] = _cache_put(keys[d], X, ds.labels.copy(), _MEMORY) if cache else (X, ds.labels.copy())
     return {d: out[d] for d in names}
 
 

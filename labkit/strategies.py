@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit.train import Callback
 
 __all__ = ["Strategy", "StrategyResult", "run_strategy", "backbone_factory", "standard_strategies",
            "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "SEED_REFERENCE", "SEED_MATRIX"]
@@ -163,23 +162,6 @@ def _fold_head(head: nn.Module, classifier: nn.Linear) -> None:
         classifier.bias.copy_(bias)
 
 
-def _freeze_batchnorm(model: nn.Module) -> None:
-    """Freeze every BatchNorm's affine weights; fit's bn_policy='freeze' then keeps its running statistics too."""
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            for p in m.parameters(recurse=False):
-                p.requires_grad_(False)
-
-
-class _KeepBatchNormFrozen(Callback):
-    """Gradual unfreezing re-enables whole depths; this re-freezes their BatchNorm layers right after."""
-
-    def on_epoch_start(self, trainer):
-        _freeze_batchnorm(trainer.model)  # fit then keeps these layers in eval mode (bn_policy='freeze')
-        for group in trainer.optimizer.param_groups:  # drop the BatchNorm weights the unfreezer just added
-            group["params"] = [p for p in group["params"] if p.requires_grad]
-
-
 def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module], train_ds, test_ds, *,
                  size: int | None = None, batch_size: int = 32, val_ds=None, device: str | None = "auto",
                  seed: int = 0, keep_model: bool = False) -> StrategyResult:
@@ -233,16 +215,12 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
         callbacks, param_groups = [], None
         if strategy.gradual_every:
             callbacks.append(GradualUnfreezing(every=strategy.gradual_every, decay=strategy.decay or 1.0,
-                                               stop_at=strategy.train_from))
+                                               stop_at=strategy.train_from, train_batchnorm=strategy.train_batchnorm))
         else:
-            freeze_to(model, strategy.train_from)
-            if not strategy.train_batchnorm:
-                _freeze_batchnorm(model)
+            freeze_to(model, strategy.train_from, train_batchnorm=strategy.train_batchnorm)
             if strategy.decay is not None:
                 def param_groups(m, lr=strategy.lr, decay=strategy.decay, wd=strategy.weight_decay):
                     return discriminative_param_groups(m, lr, decay=decay, weight_decay=wd)
-        if strategy.gradual_every and not strategy.train_batchnorm:
-            callbacks.append(_KeepBatchNormFrozen())
         train_loader = make_loader(train_ds, model, batch_size=batch_size, shuffle=True, seed=seed, size=size)
         val_loader = make_loader(val_ds, model, batch_size=128, size=size) if val_ds is not None else None
         history = fit(model, train_loader, val_loader, num_epochs=strategy.num_epochs, lr=strategy.lr,

@@ -31,6 +31,7 @@ from labkit.assets import AssetUnavailableError, TextModel
 from labkit.data import DataUnavailableError, TextDataset, election_tweets, make_text_loader, newsgroups, text_file
 from labkit.freeze import count_parameters, discriminative_param_groups
 from labkit.repro import resolve_device
+from labkit.train import _model_device
 
 __all__ = [
     "scores", "majority_rate", "tfidf_baseline", "embed", "logistic_regression", "knn_accuracy", "encoder_of",
@@ -142,12 +143,10 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
 
 def logistic_regression(X_train, y_train, X_test, y_test, C: float = 1.0) -> dict:
     """A standardised logistic regression on frozen features: acc, macro_f1, seconds, trainable_params, pred."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from labkit.features import fit_probe
 
     start = time.perf_counter()
-    clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000)).fit(X_train, y_train)
+    clf = fit_probe(X_train, y_train, C=C)
     pred = clf.predict(X_test)
     lr_model = clf[-1]
     return {**scores(y_test, pred), "seconds": time.perf_counter() - start,
@@ -210,13 +209,6 @@ def trainable_share(model: nn.Module) -> float:
     """Trainable parameters / all parameters (LoRA's selling point is a tiny share)."""
     total = count_parameters(model)
     return count_parameters(model, trainable_only=True) / total if total else 0.0
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 def training_memory_mb(model: nn.Module, loader) -> float:

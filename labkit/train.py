@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from labkit.freeze import (count_parameters, discriminative_param_groups, freeze_to, frozen_batchnorm_eval,
-                           model_depths, resolve_depth)
+                           model_depths, resolve_depth, unfreeze_params)
 from labkit.repro import resolve_device
 
 __all__ = ["fit", "evaluate", "predict", "eval_mode", "Callback", "EarlyStopping", "GradualUnfreezing",
@@ -234,10 +234,12 @@ class GradualUnfreezing(Callback):
     """ULMFiT-style: start with only the classifier trainable, unfreeze one more depth every `every` epochs.
 
     Newly unfrozen depths join the optimizer with a discriminative LR (`decay` per depth below the top).
+    train_batchnorm: False leaves BatchNorm layers frozen as their depths unfreeze (pretrained statistics kept).
     """
 
-    def __init__(self, every: int = 1, decay: float = 0.5, stop_at: int | str = 0):
+    def __init__(self, every: int = 1, decay: float = 0.5, stop_at: int | str = 0, train_batchnorm: bool = True):
         self.every, self.decay, self.stop_at = every, decay, stop_at
+        self.train_batchnorm = train_batchnorm
         self.current = None
 
     def on_fit_start(self, trainer):
@@ -245,7 +247,7 @@ class GradualUnfreezing(Callback):
         self.names = depths
         self.current = len(depths) - 1
         self.floor = resolve_depth(trainer.model, self.stop_at)
-        freeze_to(trainer.model, self.current)
+        freeze_to(trainer.model, self.current, train_batchnorm=self.train_batchnorm)
         trainer.rebuild_optimizer()
 
     def on_epoch_start(self, trainer):
@@ -253,10 +255,7 @@ class GradualUnfreezing(Callback):
             return
         self.current -= 1
         name = self.names[self.current]
-        module = model_depths(trainer.model)[name]
-        params = [p for p in module.parameters() if not p.requires_grad]
-        for p in params:
-            p.requires_grad_(True)
+        params = unfreeze_params(model_depths(trainer.model)[name], self.train_batchnorm)
         if params:
             top_lr = trainer.base_lr
             lr = top_lr * self.decay ** (len(self.names) - 1 - self.current)
@@ -492,8 +491,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                 trainer.loss, trainer.logits = loss, logits
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
-                        f"The loss became {float(loss)} at epoch {epoch + 1}: the learning rate ({lr}) is probably "
-                        "too high for this model. Try a 10x smaller lr.")
+                        f"The loss became {float(loss.detach())} at epoch {epoch + 1}: the learning rate ({lr}) is "
+                        "probably too high for this model. Try a 10x smaller lr.")
                 factor = _schedule_factor(scheduler, trainer.step, trainer.total_steps or 1, warmup_steps)
                 for g in trainer.optimizer.param_groups:
                     g["lr"] = g.get("base_lr", g["lr"]) * factor

@@ -154,5 +154,6 @@ def test_layerwise_probe_and_projection(resnet18, tiny):
 
 
 def test_cache_keys_match_extract_features(lite0, tiny):
-    keys = probe._feature_keys(lite0, tiny, ["stem", "top"], 48)
+    keys = features.feature_keys(lite0, tiny, ["stem", "top"], 48)  # what probe.depth_features uses
     assert keys == {d: features.feature_key(lite0, tiny, d, 48) for d in ("stem", "top")}
+    assert keys["stem"] != keys["top"] and features.feature_key(lite0, tiny, "stem", 32) != keys["stem"]

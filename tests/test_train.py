@@ -143,6 +143,31 @@ def test_gradual_unfreezing_adds_depths_over_epochs(tiny_data):
     assert counts[0] == 12810 and counts[0] < counts[1] < counts[2]
 
 
+def test_batchnorm_can_stay_frozen_in_trainable_depths(tiny_data):
+    """train_batchnorm=False: freeze_to and GradualUnfreezing never hand BatchNorm weights to the optimizer."""
+    bb = labkit.load_backbone("efficientnet_lite0", pretrained=False, num_classes=10)
+    bn_ids = {id(p) for m in bb.modules() if isinstance(m, nn.BatchNorm2d) for p in m.parameters(recurse=False)}
+    freeze_to(bb, "stage6", train_batchnorm=False)
+    trainable = [p for p in bb.parameters() if p.requires_grad]
+    assert trainable and not any(id(p) in bn_ids for p in trainable)
+    assert all(p.requires_grad for p in model_depths(bb)["stage6"].parameters() if id(p) not in bn_ids)
+
+    seen = []
+
+    class Spy(labkit.Callback):
+        def on_epoch_start(self, trainer):  # runs after GradualUnfreezing added this epoch's depth
+            seen.append([id(p) for g in trainer.optimizer.param_groups for p in g["params"]])
+
+    bn_means = {n: m.running_mean.clone() for n, m in bb.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    fit(bb, _loader(bb, tiny_data), num_epochs=3, lr=1e-3, device="cpu",
+        callbacks=[GradualUnfreezing(every=1, train_batchnorm=False), Spy()])
+    assert len(seen) == 3 and len(seen[0]) < len(seen[1]) < len(seen[2])
+    assert not any(i in bn_ids for ids in seen for i in ids)
+    for n, m in bb.named_modules():  # frozen BatchNorm layers stay in eval mode: statistics unchanged
+        if isinstance(m, nn.BatchNorm2d):
+            assert torch.equal(m.running_mean, bn_means[n]), n
+
+
 def test_penalty_callback_changes_the_loss():
     X, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
     loader = [(X, y)]
