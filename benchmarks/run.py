@@ -198,7 +198,7 @@ def bench_memory(device, size: int = 224, batch: int = 32) -> None:
         return measure_training_memory(backbone, (x, y))["total_mb"]
 
     full, frozen = peak(False), peak(True)
-    how = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "weights+grads+AdamW state+saved activations"
+    how = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "weights+grads+AdamW state+forward high-water mark"
     row("peak training memory: frozen backbone vs full fine-tune", frozen, full, "MB", frozen / full, "<= 0.33",
         frozen / full <= 1 / 3, f"Lite0, batch {batch} at {size} px ({how})")
 

@@ -22,7 +22,8 @@ from torch import nn
 
 
 __all__ = ["Strategy", "StrategyResult", "run_strategy", "backbone_factory", "standard_strategies",
-           "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "SEED_REFERENCE", "SEED_MATRIX"]
+           "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "matrix_verdict", "SEED_REFERENCE",
+           "SEED_MATRIX"]
 
 # The seed article's numbers (500 labelled images). They are the *reference row*, quoted to be checked, never
 # used as results.
@@ -34,12 +35,12 @@ SEED_REFERENCE = {
     "memory": "6 GB -> 1.5 GB (about 4x)",
 }
 
-# The seed's 2x2 decision matrix: (dataset size, domain similarity) -> recommended strategy family.
+# The seed's 2x2 decision matrix: (dataset size, domain similarity) -> the strategy families it recommends.
 SEED_MATRIX = {
-    ("small", "similar"): "feature extraction",
-    ("large", "similar"): "fine-tune",
-    ("small", "different"): "feature extraction (earlier depth)",
-    ("large", "different"): "fine-tune (or scratch)",
+    ("small", "similar"): ("feature extraction",),
+    ("large", "similar"): ("fine-tune",),
+    ("small", "different"): ("feature extraction (earlier depth)",),
+    ("large", "different"): ("fine-tune", "scratch"),
 }
 
 
@@ -331,3 +332,26 @@ def winner(accuracies: dict[str, float], tie: float = 0.0) -> str:
         raise ValueError("No accuracies to compare.")
     best = max(accuracies.values())
     return next(name for name, acc in accuracies.items() if acc >= best - tie)
+
+
+def matrix_verdict(accuracies: dict[str, float], families: dict[str, str], recommended: Sequence[str],
+                   noise: float) -> dict:
+    """Score one cell of the decision matrix: does following the recommendation cost accuracy?
+
+    accuracies: recipe name -> test accuracy, cheapest recipe first; families: recipe name -> family;
+    recommended: the families the matrix recommends for this cell; noise: the accuracy difference the test set
+    cannot resolve (e.g. 2 standard errors).
+    Returns winner (the cheapest recipe within noise of the best), best (the highest accuracy's recipe),
+    recommended_acc (the best recommended recipe's accuracy) and agrees (that accuracy is within noise of the best).
+    """
+    unknown = set(accuracies) - set(families)
+    if unknown:
+        raise ValueError(f"No family given for {sorted(unknown)}.")
+    followed = [name for name in accuracies if families[name] in recommended]
+    if not followed:
+        raise ValueError(f"None of the recipes {list(accuracies)} belongs to a recommended family "
+                         f"{list(recommended)}: add one, or the cell cannot be judged.")
+    top = max(accuracies.values())
+    recommended_acc = max(accuracies[name] for name in followed)
+    return {"winner": winner(accuracies, tie=noise), "best": max(accuracies, key=accuracies.get),
+            "recommended_acc": recommended_acc, "agrees": recommended_acc >= top - noise}

@@ -212,7 +212,10 @@ def trainable_share(model: nn.Module) -> float:
 
 
 def training_memory_mb(model: nn.Module, loader) -> float:
-    """Memory of one training step on a real batch (CPU: weights + grads + AdamW state + saved activations)."""
+    """Memory of one training step on a real batch.
+
+    CPU: weights + gradients + AdamW state + the forward pass's high-water mark (labkit.train.measure_training_memory).
+    """
     from labkit.train import measure_training_memory
 
     batch = next(iter(loader))

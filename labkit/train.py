@@ -266,13 +266,67 @@ class GradualUnfreezing(Callback):
 # --------------------------------------------------------------------------------------------------------------
 # Memory
 # --------------------------------------------------------------------------------------------------------------
+class _TensorHighWater:
+    """Bytes held by the tensors that the ops inside the block create: `live` now and the `peak` so far.
+
+    A TorchDispatchMode sees every op's outputs; each output storage is counted once and released when the last
+    tensor using it is freed. Works on any device, so the CPU gets the same high-water mark CUDA's allocator keeps.
+    """
+
+    def __new__(cls):
+        import weakref
+
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_leaves
+
+        class Mode(TorchDispatchMode):
+            def __init__(self):
+                super().__init__()
+                self.live = self.peak = 0
+                self._storages: dict[int, list[int]] = {}  # data_ptr -> [bytes, live tensors using it]
+
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                for t in tree_leaves(out):
+                    if isinstance(t, torch.Tensor):
+                        self._track(t)
+                return out
+
+            def _track(self, t: torch.Tensor) -> None:
+                storage = t.untyped_storage()
+                key, nbytes = storage.data_ptr(), storage.nbytes()
+                if not nbytes:
+                    return
+                entry = self._storages.get(key)
+                if entry is None:
+                    entry = self._storages[key] = [nbytes, 0]
+                    self.live += nbytes
+                    self.peak = max(self.peak, self.live)
+                entry[1] += 1
+                weakref.finalize(t, self._release, key)
+
+            def _release(self, key: int) -> None:
+                entry = self._storages.get(key)
+                if entry is not None:
+                    entry[1] -= 1
+                    if entry[1] == 0:
+                        del self._storages[key]
+                        self.live -= entry[0]
+
+        return Mode()
+
+
 def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = None,
                             optimizer_states_per_param: int = 2) -> dict:
-    """Bytes a training step needs: weights, gradients, optimizer state and the tensors autograd saves.
+    """Bytes a training step needs, by part: weights, gradients, optimizer state, activations and workspace.
 
-    On CPU there is no allocator high-water mark, so the activations kept for backward are counted exactly with
-    autograd's saved-tensor hooks; weights/gradients/optimizer state (AdamW: 2 per trainable parameter) are
-    counted from the parameters. On CUDA `fit` reports torch.cuda.max_memory_allocated instead.
+    activations: the tensors autograd saves for the backward pass (counted exactly with saved-tensor hooks).
+    workspace: the rest of the forward pass's high-water mark, the temporary outputs of layers that nothing
+        saves (a frozen backbone saves almost nothing, but each of its layers still makes an output).
+    The forward's high-water mark comes from tracking every tensor the step's ops create, so it is measured on
+    CPU as well; weights, gradients and AdamW state (2 per trainable parameter) are counted from the parameters.
+    The gradients are counted alongside the forward pass because `fit`, like most loops, keeps them from one
+    step's backward until the next step's `zero_grad`. On CUDA `fit` reports torch.cuda.max_memory_allocated.
     """
     loss_fn = loss_fn or nn.functional.cross_entropy
     device = _model_device(model)
@@ -293,11 +347,14 @@ def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = 
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     model.train()
     frozen_batchnorm_eval(model)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    tracker = _TensorHighWater()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), tracker:
         logits = _forward(model, inputs)
         loss = loss_fn(logits, targets) if logits.requires_grad else None
+    forward_peak = tracker.peak
     if loss is not None:
         loss.backward()
+    del logits, loss
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
         for name, b in model.named_buffers():
@@ -305,11 +362,12 @@ def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = 
     model.train(was_training)
     param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
     activations = sum(v for k, v in seen.items() if k[0] not in param_ptrs)
+    workspace = max(0, forward_peak - activations)
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    total = weights + trainable * (1 + optimizer_states_per_param) + activations
+    total = weights + trainable * (1 + optimizer_states_per_param) + activations + workspace
     return {"weights": weights, "gradients": trainable, "optimizer_state": trainable * optimizer_states_per_param,
-            "activations": activations, "total": total, "total_mb": total / 2**20}
+            "activations": activations, "workspace": workspace, "total": total, "total_mb": total / 2**20}
 
 
 # --------------------------------------------------------------------------------------------------------------

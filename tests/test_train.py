@@ -205,3 +205,23 @@ def test_cpu_memory_measure_counts_frozen_backbones_as_cheaper(tiny_data):
     freeze_to(bb, -1)
     frozen = measure_training_memory(bb, batch)
     assert frozen["activations"] < full["activations"] / 5 and frozen["gradients"] < full["gradients"] / 100
+
+
+def test_cpu_memory_measure_counts_the_forward_workspace_of_frozen_layers():
+    """Frozen layers save nothing for backward, but their outputs still exist while the forward pass runs."""
+    from labkit.train import measure_training_memory
+
+    batch, wide = 64, 8000
+    frozen_part = nn.Sequential(nn.Linear(100, wide), nn.ReLU(), nn.Linear(wide, 100))
+    model = nn.Sequential(frozen_part, nn.Linear(100, 10))
+    for p in frozen_part.parameters():
+        p.requires_grad_(False)
+    x, y = torch.randn(batch, 100), torch.randint(0, 10, (batch,))
+    out = measure_training_memory(model, (x, y))
+    hidden = batch * wide * 4  # one float32 output of the wide layer
+    assert out["activations"] < hidden / 10  # autograd keeps only the head's small input
+    assert out["workspace"] >= 2 * hidden * 0.99  # the Linear output and the ReLU output were alive together
+    parts = ("weights", "gradients", "optimizer_state", "activations", "workspace")
+    assert out["total"] == sum(out[p] for p in parts)
+    assert out["gradients"] == (100 * 10 + 10) * 4 and out["optimizer_state"] == 2 * out["gradients"]
+    assert all(p.grad is None for p in model.parameters())  # the measuring step leaves no gradients behind
