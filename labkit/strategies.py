@@ -303,7 +303,7 @@ def label_curve(strategies: Sequence[Strategy], make_backbone, train_pool, test_
         "5 per class" is not also "almost no training".
     kwargs: passed to run_strategy (size, device, ...).
     """
-    if not sizes or min(sizes) < 1:
+    if any(n < 1 for n in sizes):  # an empty list is fine: nothing to add to the curve
         raise ValueError(f"sizes must be positive numbers of examples per class, got {list(sizes)}.")
     out: dict[str, dict[int, float]] = {s.name: {} for s in strategies}
     for n in sorted(sizes):

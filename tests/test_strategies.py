@@ -149,6 +149,7 @@ def test_with_min_steps_and_label_curve(make_small):
     assert set(curve["fe"]) == {1, 4}
     with pytest.raises(ValueError, match="positive"):
         label_curve([s], make_small, pool, test, [0])
+    assert label_curve([s], make_small, pool, test, []) == {"fe": {}}  # every size already run elsewhere
 
 
 def test_crossover_and_winner():
@@ -206,3 +207,28 @@ def test_notebook_accepts_the_full_tier_parameters():
     ns["tier"] = "huge"
     with pytest.raises(ValueError, match="tier must be one of"):
         exec(tier_cell, ns)
+
+
+@pytest.mark.slow
+def test_notebook_runs_unchanged_on_the_full_tier_code_path(tmp_path):
+    """papermill executes 02 with tier="full": 224 px, the full matrix (120 per class, 15 epochs, whole test sets).
+
+    Only the number of labelled images, the test size, the epochs and the curve are made small, so that the run
+    fits a CPU; everything else is the full tier's, and the notebook itself is not touched.
+    """
+    from labkit.runner import execute_notebook
+
+    params = {"tier": "full", "device": "cpu", "n_per_class": 3, "test_size": 60, "num_epochs": 1,
+              "curve_sizes": [3], "threads": 2, "student_id": "ci"}
+    status = execute_notebook(REPO / "solutions" / "02_freeze_strategies.ipynb", tmp_path / "out", params,
+                              cwd=tmp_path, timeout=1500)
+    assert status["status"] == "done", status.get("error")
+    recorded = json.loads((tmp_path / "out" / "02_freeze_strategies.results.json").read_text())
+    assert recorded["parameters"]["tier"] == "full" and recorded["parameters"]["resolution"] == 224
+    numbers = recorded["numbers"]
+    assert set(numbers["test_acc"]) == set(standard_strategies())
+    assert numbers["memory_ratio"] > 1  # measured at 224 px on this run
+    assert set(numbers["matrix"]) == {"small/similar", "large/similar", "small/different", "large/different"}
+    assert 0 <= numbers["matrix_agreements"] <= 4
+    executed = (tmp_path / "out" / "02_freeze_strategies.ipynb").read_text()
+    assert "tier=full: 3 images per class, 60 test images, 224 px" in executed
