@@ -316,6 +316,47 @@ class _TensorHighWater:
         return Mode()
 
 
+class _ForwardMemory:
+    """Measures one training step's forward pass: what autograd saves for backward, and the pass's high-water mark.
+
+    Wrap the forward (and the loss) of a real step in it; after the step, `parts(model)` adds weights, gradients and
+    optimizer state. Costs nothing but the bookkeeping, so `fit` measures its first real step this way.
+    """
+
+    def __init__(self):
+        self._saved: dict[tuple, int] = {}
+        self._stack = contextlib.ExitStack()
+        self.peak = 0
+
+    def _pack(self, t):
+        if isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter):
+            try:
+                storage = t.untyped_storage()
+                self._saved[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+            except Exception:  # a tensor without storage (e.g. a tensor subclass): count its own bytes
+                self._saved[(id(t), t.numel())] = t.numel() * t.element_size()
+        return t
+
+    def __enter__(self):
+        self._stack.enter_context(torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t))
+        self._tracker = self._stack.enter_context(_TensorHighWater())
+        return self
+
+    def __exit__(self, *exc):
+        self.peak = self._tracker.peak
+        return self._stack.__exit__(*exc)
+
+    def parts(self, model: nn.Module, optimizer_states_per_param: int = 2) -> dict:
+        param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        activations = sum(v for k, v in self._saved.items() if k[0] not in param_ptrs)
+        workspace = max(0, self.peak - activations)
+        weights = sum(p.numel() * p.element_size() for p in model.parameters())
+        trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+        total = weights + trainable * (1 + optimizer_states_per_param) + activations + workspace
+        return {"weights": weights, "gradients": trainable, "optimizer_state": trainable * optimizer_states_per_param,
+                "activations": activations, "workspace": workspace, "total": total, "total_mb": total / 2**20}
+
+
 def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = None,
                             optimizer_states_per_param: int = 2) -> dict:
     """Bytes a training step needs, by part: weights, gradients, optimizer state, activations and workspace.
@@ -327,31 +368,20 @@ def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = 
     CPU as well; weights, gradients and AdamW state (2 per trainable parameter) are counted from the parameters.
     The gradients are counted alongside the forward pass because `fit`, like most loops, keeps them from one
     step's backward until the next step's `zero_grad`. On CUDA `fit` reports torch.cuda.max_memory_allocated.
+    Runs one extra forward and backward pass; the model's weights, BatchNorm statistics and mode are left as they
+    were.
     """
     loss_fn = loss_fn or nn.functional.cross_entropy
     device = _model_device(model)
-    seen: dict[tuple, int] = {}
-
-    def pack(t: torch.Tensor):
-        if isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter):
-            try:
-                key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-                seen[key] = t.untyped_storage().nbytes()
-            except Exception:
-                seen[(id(t), t.numel())] = t.numel() * t.element_size()
-        return t
-
     inputs, targets = _split_batch(_to_device(batch, device))
     was_training = model.training
     # the measuring step must not change the model: keep BatchNorm running statistics as they were
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     model.train()
     frozen_batchnorm_eval(model)
-    tracker = _TensorHighWater()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), tracker:
+    with _ForwardMemory() as probe:
         logits = _forward(model, inputs)
         loss = loss_fn(logits, targets) if logits.requires_grad else None
-    forward_peak = tracker.peak
     if loss is not None:
         loss.backward()
     del logits, loss
@@ -360,14 +390,7 @@ def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = 
         for name, b in model.named_buffers():
             b.copy_(buffers[name])
     model.train(was_training)
-    param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    activations = sum(v for k, v in seen.items() if k[0] not in param_ptrs)
-    workspace = max(0, forward_peak - activations)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    total = weights + trainable * (1 + optimizer_states_per_param) + activations + workspace
-    return {"weights": weights, "gradients": trainable, "optimizer_state": trainable * optimizer_states_per_param,
-            "activations": activations, "workspace": workspace, "total": total, "total_mb": total / 2**20}
+    return probe.parts(model, optimizer_states_per_param)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -537,15 +560,19 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                     batch = cb.on_batch(trainer, batch)
                 trainer.batch = batch
                 inputs, targets = _split_batch(batch)
-                with autocast:
-                    logits = _forward(model, inputs)
-                    if trainer.step == 0:
-                        _check_targets(logits, targets)
-                    loss = loss_fn(logits.float(), targets)
-                for cb in callbacks:
-                    extra = cb.penalty(trainer)
-                    if extra is not None:
-                        loss = loss + extra
+                # CPU memory: the first real step is measured as it runs (no extra pass)
+                probe = (_ForwardMemory() if measure_memory and device.type != "cuda" and math.isnan(cpu_memory_mb)
+                         else contextlib.nullcontext())
+                with probe:
+                    with autocast:
+                        logits = _forward(model, inputs)
+                        if trainer.step == 0:
+                            _check_targets(logits, targets)
+                        loss = loss_fn(logits.float(), targets)
+                    for cb in callbacks:
+                        extra = cb.penalty(trainer)
+                        if extra is not None:
+                            loss = loss + extra
                 trainer.loss, trainer.logits = loss, logits
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -562,11 +589,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
                     torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
                 trainer.optimizer.step()
                 trainer.step += 1
-                if measure_memory and device.type != "cuda" and math.isnan(cpu_memory_mb):
-                    # measured once, after the first real step (labels already checked); it restores BN buffers
-                    cpu_memory_mb = measure_training_memory(model, batch, loss_fn)["total_mb"]
-                    if bn_policy == "freeze":
-                        frozen_batchnorm_eval(model)
+                if isinstance(probe, _ForwardMemory):
+                    cpu_memory_mb = probe.parts(model)["total_mb"]
                 n = targets.shape[0]
                 total_loss += float(loss.detach()) * n
                 correct += int((logits.detach().argmax(-1)[:n] == targets).sum())
