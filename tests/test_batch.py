@@ -246,3 +246,15 @@ def test_shipped_bands_and_example_spec_are_valid():
         pytest.skip("solutions/00_tour.ipynb is not written yet")
     batch = load_spec(REPO / "batches" / "example.yaml")
     assert [r.parameters["seed"] for r in batch.runs] == [0, 1, 2]
+
+
+def test_shipped_02_bands_name_recorded_numbers_and_the_full_tier_spec_loads():
+    from labkit.batch_report import load_bands
+
+    bands = load_bands(REPO / "batches" / "reference_bands.yaml")["02_freeze_strategies"]["quick"]
+    nb = json.loads((REPO / "solutions" / "02_freeze_strategies.ipynb").read_text())
+    record_cell = next("".join(c["source"]) for c in nb["cells"] if "labkit.record(" in "".join(c["source"]))
+    assert all(f'"{metric}":' in record_cell for metric in bands), "a band names a number the notebook never records"
+    batch = load_spec(REPO / "batches" / "02_full_gpu.yaml")
+    assert batch.tier == "full" and len(batch.runs) == 3
+    assert all(r.parameters["device"] == "cuda" for r in batch.runs)
