@@ -11,11 +11,14 @@ import contextlib
 import math
 import os
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from labkit.freeze import (count_parameters, discriminative_param_groups, freeze_to, frozen_batchnorm_eval,
                            model_depths, resolve_depth, unfreeze_params)
@@ -266,54 +269,45 @@ class GradualUnfreezing(Callback):
 # --------------------------------------------------------------------------------------------------------------
 # Memory
 # --------------------------------------------------------------------------------------------------------------
-class _TensorHighWater:
+class _TensorHighWater(TorchDispatchMode):
     """Bytes held by the tensors that the ops inside the block create: `live` now and the `peak` so far.
 
     A TorchDispatchMode sees every op's outputs; each output storage is counted once and released when the last
     tensor using it is freed. Works on any device, so the CPU gets the same high-water mark CUDA's allocator keeps.
     """
 
-    def __new__(cls):
-        import weakref
+    def __init__(self):
+        super().__init__()
+        self.live = self.peak = 0
+        self._storages: dict[int, list[int]] = {}  # data_ptr -> [bytes, live tensors using it]
 
-        from torch.utils._python_dispatch import TorchDispatchMode
-        from torch.utils._pytree import tree_leaves
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor):
+                self._track(t)
+        return out
 
-        class Mode(TorchDispatchMode):
-            def __init__(self):
-                super().__init__()
-                self.live = self.peak = 0
-                self._storages: dict[int, list[int]] = {}  # data_ptr -> [bytes, live tensors using it]
+    def _track(self, t: torch.Tensor) -> None:
+        storage = t.untyped_storage()
+        key, nbytes = storage.data_ptr(), storage.nbytes()
+        if not nbytes:
+            return
+        entry = self._storages.get(key)
+        if entry is None:
+            entry = self._storages[key] = [nbytes, 0]
+            self.live += nbytes
+            self.peak = max(self.peak, self.live)
+        entry[1] += 1
+        weakref.finalize(t, self._release, key)
 
-            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-                out = func(*args, **(kwargs or {}))
-                for t in tree_leaves(out):
-                    if isinstance(t, torch.Tensor):
-                        self._track(t)
-                return out
-
-            def _track(self, t: torch.Tensor) -> None:
-                storage = t.untyped_storage()
-                key, nbytes = storage.data_ptr(), storage.nbytes()
-                if not nbytes:
-                    return
-                entry = self._storages.get(key)
-                if entry is None:
-                    entry = self._storages[key] = [nbytes, 0]
-                    self.live += nbytes
-                    self.peak = max(self.peak, self.live)
-                entry[1] += 1
-                weakref.finalize(t, self._release, key)
-
-            def _release(self, key: int) -> None:
-                entry = self._storages.get(key)
-                if entry is not None:
-                    entry[1] -= 1
-                    if entry[1] == 0:
-                        del self._storages[key]
-                        self.live -= entry[0]
-
-        return Mode()
+    def _release(self, key: int) -> None:
+        entry = self._storages.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._storages[key]
+                self.live -= entry[0]
 
 
 class _ForwardMemory:
