@@ -45,11 +45,13 @@ doctor: $(STAMP)
 release: $(STAMP)
 	$(BIN)/labkit release
 
-# Re-execute one solution notebook in place (committed quick-mode outputs), then regenerate notebooks/:
+# Re-execute one solution notebook in place (committed quick-mode outputs), then regenerate notebooks/ and note
+# the kind of CPU the outputs came from (nbval compares numbers exactly only on that kind; see conftest.py):
 #   make outputs NB=00_tour
 outputs: setup
 	$(BIN)/papermill solutions/$(NB).ipynb solutions/$(NB).ipynb --cwd solutions
 	$(BIN)/labkit release
+	$(BIN)/python -c "from labkit.repro import cpu_signature; print(cpu_signature())" > tests/nbval_reference_cpu.txt
 
 clean:
 	rm -rf runs .labkit_cache bench_out

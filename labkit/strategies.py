@@ -315,13 +315,19 @@ def label_curve(strategies: Sequence[Strategy], make_backbone, train_pool, test_
     return out
 
 
-def crossover(curve_a: dict[int, float], curve_b: dict[int, float]) -> int | None:
-    """The smallest size at which curve_b reaches curve_a and stays at or above it for every larger size."""
+def crossover(curve_a: dict[int, float], curve_b: dict[int, float], margin: float = 0.0) -> int | None:
+    """The smallest size from which curve_b leads curve_a by at least `margin` at that and every larger size.
+
+    margin=0: curve_b reaches curve_a and stays at or above it. Pass the test set's noise (e.g. two standard
+    errors) to count only leads the test set can resolve: a 0.01 lead on 1,000 test images is not a crossover.
+    """
+    if margin < 0:
+        raise ValueError(f"margin must be zero or positive, got {margin}.")
     sizes = sorted(set(curve_a) & set(curve_b))
     if not sizes:
         raise ValueError("The two curves share no sizes to compare.")
     for i, n in enumerate(sizes):
-        if all(curve_b[m] >= curve_a[m] for m in sizes[i:]):
+        if all(curve_b[m] - curve_a[m] >= margin for m in sizes[i:]):
             return n
     return None
 

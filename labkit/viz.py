@@ -16,12 +16,14 @@ def show_table(rows, columns: Sequence[str] | None = None):
     import pandas as pd
 
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=columns)
-    try:
-        from IPython.display import display
-
-        display(df)
-    except ImportError:  # plain Python: print instead
-        print(df.to_string(index=False))
+    # claims and verdicts are sentences: pandas would cut every cell at 50 characters ("...")
+    with pd.option_context("display.max_colwidth", None):
+        try:
+            from IPython.display import display
+        except ImportError:  # plain Python: print instead
+            print(df.to_string(index=False))
+        else:
+            display(df)
 
 
 def photo(name: str) -> np.ndarray:

@@ -157,6 +157,11 @@ def test_crossover_and_winner():
     ft = {5: 0.5, 20: 0.72, 50: 0.74, 200: 0.85}
     assert crossover(fe, ft) == 200  # 20 does not count: it falls behind again at 50
     assert crossover(ft, fe) is None
+    # a lead inside the test set's noise is not a crossover; a clear one is
+    assert crossover(fe, ft, margin=0.03) == 200
+    assert crossover(fe, {**ft, 200: 0.81}, margin=0.03) is None
+    with pytest.raises(ValueError, match="margin"):
+        crossover(fe, ft, margin=-0.1)
     assert winner({"cheap": 0.80, "costly": 0.805}, tie=0.01) == "cheap"
     assert winner({"cheap": 0.80, "costly": 0.85}, tie=0.01) == "costly"
     with pytest.raises(ValueError):

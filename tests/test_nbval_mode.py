@@ -1,0 +1,49 @@
+"""Notebook outputs are compared exactly on the CPU kind they were recorded on, with numbers masked elsewhere."""
+import re
+from pathlib import Path
+
+import pytest
+from nbval.plugin import get_sanitize_patterns
+
+from labkit.repro import cpu_signature, outputs_comparable
+
+TESTS = Path(__file__).parent
+
+
+def sanitize(text: str, *cfgs: str) -> str:
+    for cfg in cfgs:
+        for regex, replace in get_sanitize_patterns((TESTS / cfg).read_text()):
+            text = re.sub(regex, replace, text)
+    return text
+
+
+def test_cpu_signature_names_machine_vendor_and_vector_level():
+    machine, vendor, level = cpu_signature().split(" ")
+    assert machine and vendor and level
+
+
+def test_the_recorded_cpu_is_a_signature():
+    assert len((TESTS / "nbval_reference_cpu.txt").read_text().split()) == 3
+
+
+def test_same_cpu_compares_exactly_and_another_masks():
+    here = "x86_64 AuthenticAMD AVX512"
+    assert outputs_comparable(here + "\n", here=here)[0] is True
+    exact, why = outputs_comparable(here, here="x86_64 GenuineIntel AVX2")
+    assert exact is False and "AVX2" in why and "masked" in why
+    assert outputs_comparable(None, here=here)[0] is False
+    assert outputs_comparable("other", here=here, forced="1")[0] is True
+    assert outputs_comparable(here, here=here, forced="0")[0] is False
+    with pytest.raises(ValueError, match="LABKIT_NBVAL_EXACT"):
+        outputs_comparable(here, here=here, forced="yes")
+
+
+def test_masking_hides_numbers_but_keeps_verdicts():
+    recorded = "<td>0.610</td>\n0 scratch      0.100   61.0%  +0.006  2.1e-04  holds  3 of 4 cells"
+    other_cpu = "<td>0.580</td>\n0 scratch       0.10   58.0%  -0.001  2.4e-04  holds  3 of 4 cells"
+    flipped = "<td>0.580</td>\n0 scratch       0.10   58.0%  -0.001  2.4e-04  fails  3 of 4 cells"
+    masked = ("nbval_sanitize.cfg", "nbval_sanitize_numbers.cfg")
+    assert sanitize(recorded, "nbval_sanitize.cfg") != sanitize(other_cpu, "nbval_sanitize.cfg")
+    assert sanitize(recorded, *masked) == sanitize(other_cpu, *masked)
+    assert sanitize(recorded, *masked) != sanitize(flipped, *masked)
+    assert sanitize(recorded, *masked) != sanitize(recorded.replace("3 of 4", "2 of 4"), *masked)
