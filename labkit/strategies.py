@@ -22,7 +22,7 @@ from torch import nn
 
 
 __all__ = ["Strategy", "StrategyResult", "run_strategy", "backbone_factory", "standard_strategies",
-           "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "matrix_verdict", "SEED_REFERENCE",
+           "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "matrix_verdict", "accuracy_noise", "SEED_REFERENCE",
            "SEED_MATRIX"]
 
 # The seed article's numbers (500 labelled images). They are the *reference row*, quoted to be checked, never
@@ -313,6 +313,16 @@ def label_curve(strategies: Sequence[Strategy], make_backbone, train_pool, test_
                                   test_ds, batch_size=batch_size, seed=seed, **kwargs)
             out[s.name][n] = result.test_acc
     return out
+
+
+def accuracy_noise(n_test: int) -> float:
+    """Two standard errors of a test accuracy on `n_test` examples, at p = 0.5 where it is largest.
+
+    Differences smaller than this are ties the test set cannot resolve.
+    """
+    if n_test < 1:
+        raise ValueError(f"n_test must be a positive number of test examples, got {n_test}.")
+    return 2 * math.sqrt(0.25 / n_test)
 
 
 def crossover(curve_a: dict[int, float], curve_b: dict[int, float], margin: float = 0.0) -> int | None:

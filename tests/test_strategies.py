@@ -237,3 +237,12 @@ def test_notebook_runs_unchanged_on_the_full_tier_code_path(tmp_path):
     assert 0 <= numbers["matrix_agreements"] <= 4
     executed = (tmp_path / "out" / "02_freeze_strategies.ipynb").read_text()
     assert "tier=full: 3 images per class, 60 test images, 224 px" in executed
+
+
+def test_accuracy_noise_is_two_standard_errors_at_half():
+    from labkit.strategies import accuracy_noise
+
+    assert accuracy_noise(500) == pytest.approx(0.0447, abs=1e-4)
+    assert accuracy_noise(1000) < accuracy_noise(500)
+    with pytest.raises(ValueError, match="positive"):
+        accuracy_noise(0)
