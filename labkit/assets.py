@@ -11,6 +11,7 @@ alternative.
 from __future__ import annotations
 
 import os
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,7 +22,7 @@ from torch import nn
 
 __all__ = [
     "AssetUnavailableError", "Preprocessing", "Backbone", "TextModel", "VISION_ASSETS", "TEXT_ASSETS",
-    "load_backbone", "load_text_model", "list_assets", "asset_status", "is_offline",
+    "load_backbone", "load_text_model", "list_assets", "asset_status", "is_offline", "is_network_error",
 ]
 
 
@@ -33,6 +34,46 @@ def is_offline() -> bool:
     """True when the user (or a test) asked labkit not to touch the network."""
     flags = ("LABKIT_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
     return any(os.environ.get(f, "").strip().lower() in {"1", "true", "yes", "on"} for f in flags)
+
+
+def _network_error_types() -> tuple[type, ...]:
+    import http.client
+    import socket
+    import urllib.error
+
+    types: list[type] = [ConnectionError, TimeoutError, socket.gaierror, socket.herror, http.client.IncompleteRead,
+                         urllib.error.URLError]
+    # the HTTP clients' own transport errors, for the libraries already imported (an error cannot come from one
+    # that is not)
+    requests_errors = sys.modules.get("requests.exceptions")
+    if requests_errors is not None:
+        types += [requests_errors.ConnectionError, requests_errors.Timeout]
+    httpx = sys.modules.get("httpx")
+    if httpx is not None:
+        types.append(httpx.TransportError)
+    hub_errors = sys.modules.get("huggingface_hub.errors")
+    if hub_errors is not None:  # not cached, and the Hub could not be reached (or offline mode is on)
+        types.append(hub_errors.LocalEntryNotFoundError)
+    return tuple(types)
+
+
+def is_network_error(exc: BaseException | None) -> bool:
+    """True when `exc`, or an error it was raised from, means the network could not be reached: no connection,
+    DNS failure, refused or reset connection, timeout, the Hugging Face Hub unreachable.
+
+    Not network errors: an HTTP error status from a server that answered (404, 500), a checksum mismatch, and
+    local problems (permissions, a full disk, a corrupt file, a bug); those surface as themselves.
+    """
+    import urllib.error
+
+    network = _network_error_types()
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, network) and not isinstance(exc, urllib.error.HTTPError):
+            return True
+        exc = exc.__cause__ if exc.__cause__ is not None else (None if exc.__suppress_context__ else exc.__context__)
+    return False
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -253,14 +294,16 @@ def _fetch_torchvision_weights(name: str, weights) -> dict:
     if not path.exists():
         if is_offline():
             raise AssetUnavailableError(_offline_message(name, "backbone", "efficientnet_lite0"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hash_prefix = path.stem.rsplit("-", 1)[-1]  # torchvision names files <arch>-<sha256 prefix>.pth
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            hash_prefix = path.stem.rsplit("-", 1)[-1]  # torchvision names files <arch>-<sha256 prefix>.pth
             torch.hub.download_url_to_file(weights.url, str(path), hash_prefix=hash_prefix, progress=False)
-        except Exception as exc:  # URLError, socket errors, hash mismatch: all mean "not usable here"
-            if path.exists():
+        except Exception as exc:
+            if path.exists():  # never keep a file that did not download and verify completely
                 path.unlink()
-            raise AssetUnavailableError(_offline_message(name, "backbone", "efficientnet_lite0")) from exc
+            if not is_network_error(exc):
+                raise  # a hash mismatch, an HTTP error status, a full disk: the error says what failed
+            raise AssetUnavailableError(_offline_message(name, "backbone", "efficientnet_lite0", exc)) from exc
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -305,9 +348,13 @@ VISION_ASSETS: dict[str, VisionAsset] = {
 }
 
 
-def _offline_message(name: str, kind: str, alternative: str) -> str:
+def _offline_message(name: str, kind: str, alternative: str, error: BaseException | None = None) -> str:
     option = "backbone" if kind == "backbone" else "model_name"
-    return (f"{name} weights are not on this machine and there is no internet: use "
+    reason = ""
+    if error is not None:  # the first line of what failed (a hub error message runs to several)
+        first = (str(error).strip().splitlines() or [""])[0]
+        reason = f" ({type(error).__name__}: {first[:160]})"
+    return (f"{name} weights are not on this machine and there is no internet{reason}: use "
             f"{option}='{alternative}' (embedded, works offline) or run once online so the weights are cached.")
 
 
@@ -407,13 +454,15 @@ def _from_pretrained(factory, source: str, embedded: bool, name: str, **kwargs):
         return factory.from_pretrained(source, local_files_only=True, **kwargs)
     try:
         return factory.from_pretrained(source, local_files_only=True, **kwargs)
-    except Exception:
-        if is_offline():
+    except OSError:  # not in the local cache (transformers raises OSError for missing files)
+        if is_offline():  # the user asked for no network: the cache miss is the whole story
             raise AssetUnavailableError(_offline_message(name, "text", "minilm")) from None
     try:
         return factory.from_pretrained(source, **kwargs)
     except Exception as exc:
-        raise AssetUnavailableError(_offline_message(name, "text", "minilm")) from exc
+        if not is_network_error(exc):
+            raise  # e.g. a corrupt download, a bad config, a full disk: the error says what failed
+        raise AssetUnavailableError(_offline_message(name, "text", "minilm", exc)) from exc
 
 
 def load_text_model(name: str = "minilm", num_labels: int | None = None, max_length: int = 128) -> TextModel:

@@ -23,8 +23,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from labkit.runner import (DEFAULT_CELL_TIMEOUT, DEFAULT_KERNEL, TIERS, _STOPPING, check_parameters, execute_notebook,
-                           notebook_parameters, read_json, status_path, stop_all, write_json_atomic)
+from labkit.runner import (
+    _STOPPING,
+    DEFAULT_CELL_TIMEOUT,
+    DEFAULT_KERNEL,
+    TIERS,
+    check_parameters,
+    execute_notebook,
+    notebook_parameters,
+    read_json,
+    status_path,
+    stop_all,
+    write_json_atomic,
+)
 
 SPEC_KEYS = {"name", "notebooks", "notebooks_dir", "tier", "parameters", "grid", "seeds", "repeats", "retries",
              "kernel", "cell_timeout", "timeout", "headline", "reference_bands"}
@@ -151,7 +162,8 @@ def load_spec(path: str | os.PathLike, retries: int | None = None) -> Batch:
     seeds: list | None = None
     if "seeds" in spec:
         seeds = spec["seeds"]
-        if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        if (not isinstance(seeds, list) or not seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
             problems.append(f"seeds should be a non-empty list of integers, got {seeds!r}")
             seeds = None
     elif "repeats" in spec:
@@ -349,7 +361,8 @@ class DaskPool:
         try:
             from distributed import Client
         except ImportError:
-            raise SystemExit("labkit batch: --scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+            raise SystemExit("labkit batch: --scheduler needs dask.distributed: "
+                             "pip install 'dask[distributed]'") from None
         try:
             self.client = Client(address, timeout="30s")
         except (OSError, TimeoutError) as exc:
@@ -447,11 +460,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None,
                         help="runs at the same time (default: one per GPU, else 1; with --scheduler: no limit)")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="submit runs to this Dask scheduler")
-    parser.add_argument("--retries", type=int, default=None, help=f"retries per failed run (default: spec or {DEFAULT_RETRIES})")
+    parser.add_argument("--retries", type=int, default=None,
+                        help=f"retries per failed run (default: spec or {DEFAULT_RETRIES})")
     parser.add_argument("--out", default="runs", help="parent folder; results go to OUT/<batch name>/ (default: runs)")
     parser.add_argument("--dry-run", action="store_true", help="check the spec and list the runs; run nothing")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per run instead)")
+    parser.add_argument("--publish", metavar="PATH.md",
+                        help="also write the claims over seeds to PATH.md (+ .csv) with date, machine and command")
 
 
 def _print_plan(batch: Batch, batch_dir: Path) -> None:
@@ -523,4 +539,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"  FAILED {rec['run_id']}: {(rec.get('error') or {}).get('message', rec.get('status'))}")
     for line in info["flagged"]:
         print(f"  outside reference band: {line}")
+    if info.get("claims"):
+        from labkit.claims import count_line
+
+        print(f"claims over seeds: {count_line(info['claims'])} (table in {info['report']})")
+        if args.publish:
+            from labkit.batch_report import publish_claims
+
+            page = publish_claims(info["claims"], args.publish, f"labkit batch {args.spec} --publish {args.publish}",
+                                  records, batch.tier, [p for p in batch.swept if p != "seed"])
+            print(f"published: {page}")
+            from labkit.batch_report import update_readme_claims
+
+            seeds = {r["parameters"].get("seed") for r in records if r.get("status") == "done"}
+            if update_readme_claims("README.md", page, info["claims"], batch.tier, len(seeds)):
+                print("README.md claims line updated.")
     return 0 if info["failed"] == 0 and info["missing"] == 0 else 1

@@ -116,7 +116,8 @@ def run_rows(runs: list[dict], swept: Sequence[str], tier: str, bands: Mapping) 
 # Plots
 
 
-def headline_metrics(notebook: str, runs: list[dict], tier: str, bands: Mapping, headline: Sequence[str] | None) -> list[str]:
+def headline_metrics(notebook: str, runs: list[dict], tier: str, bands: Mapping,
+                     headline: Sequence[str] | None) -> list[str]:
     """Metrics to plot: the spec's `headline` list, else the ones with reference bands, else every numeric one."""
     recorded: list[str] = []
     for run in runs:
@@ -144,7 +145,8 @@ def plot_metric(path: Path, notebook: str, metric: str, runs: list[dict], swept:
         label = tuple((p, run["parameters"].get(p)) for p in others[1:])
         x = _plain_key(run["parameters"].get(x_param))
         series.setdefault(label, {}).setdefault(x, []).append(float(value))
-    xs_all = sorted({x for s in series.values() for x in s}, key=lambda v: (not _is_number(v), str(v) if not _is_number(v) else v))
+    xs_all = sorted({x for s in series.values() for x in s},
+                    key=lambda v: (not _is_number(v), str(v) if not _is_number(v) else v))
     numeric_x = all(_is_number(x) for x in xs_all)
     fig = Figure(figsize=(5.5, 3.6), layout="constrained")
     ax = fig.add_subplot()
@@ -177,6 +179,107 @@ def plot_metric(path: Path, notebook: str, metric: str, runs: list[dict], swept:
 # The report
 
 
+def aggregate_claims(runs: list[dict], swept: Sequence[str]) -> list[dict]:
+    """Every claim over the seeds of each (notebook, other swept values), judged with the one rule."""
+    from labkit.claims import aggregate
+
+    others = [p for p in swept if p != "seed"]
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        if run.get("status") != "done":
+            continue
+        key = (run["notebook"],) + tuple(_plain_key(run["parameters"].get(p)) for p in others)
+        for claim in run.get("claims") or []:
+            groups.setdefault(key + (claim["id"],), []).append(claim)
+    rows = []
+    for key, claim_runs in groups.items():
+        row = aggregate(claim_runs)
+        row["notebook"] = key[0]
+        row.update(dict(zip(others, key[1:-1])))
+        rows.append(row)
+    return rows
+
+
+def claims_markdown(claim_rows: list[dict], params: Sequence[str] = ()) -> str:
+    """The over-seeds ledger as Markdown, with its count line."""
+    from labkit.claims import count_line, ledger_rows
+
+    table = ledger_rows(claim_rows, notebook=True)
+    for t, c in zip(table, claim_rows):
+        for p in params:
+            t[p] = c.get(p)
+        t["single runs"] = c.get("note", "")
+    header = list(dict.fromkeys(k for r in table for k in r))
+    return markdown_table(header, [[r.get(k, "") for k in header] for r in table]) + \
+        f"\n\n**{count_line(claim_rows)}**"
+
+
+def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: str, runs: list[dict],
+                   tier: str, params: Sequence[str] = ()) -> Path:
+    """Write the over-seeds ledger as a dated, reproducible page (Markdown + CSV next to it), e.g. docs/claims.md."""
+    import platform
+    import subprocess
+
+    import pandas as pd
+
+    from labkit.claims import count_line
+    from labkit.repro import cpu_signature
+
+    md_path = Path(md_path)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    csv_path = md_path.with_suffix(".csv")
+    pd.DataFrame(claim_rows).drop(columns=["effects", "ses"], errors="ignore").to_csv(csv_path, index=False)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True, cwd=md_path.parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    done = [r for r in runs if r.get("status") == "done"]
+    seeds = sorted({r["parameters"].get("seed") for r in done if r["parameters"].get("seed") is not None})
+    minutes = sum(float(r.get("duration_s") or 0) for r in done) / 60
+    import torch
+
+    lines = ["# The course's claims over seeds", "",
+             f"**{count_line(claim_rows)}** ({len(claim_rows)} claims, {tier} tier, seeds {seeds}).", "",
+             f"- Measured: {time_now()} on `{cpu_signature()}`, {os.cpu_count()} cores, Python "
+             f"{platform.python_version()}, torch {torch.__version__}; labkit commit `{commit}`.",
+             f"- Reproduce: `{command}` ({len(done)} runs, {minutes:.0f} min of notebook time in all).",
+             "- Rule (`labkit.claims`): within a run, a paired comparison over the shared test items (effect = mean "
+             "per-item difference, 95 % interval); across seeds, the interval adds the spread between seeds. "
+             "**holds**: the whole interval agrees with the claim; **fails**: the whole interval disagrees; "
+             "**unresolved**: it straddles the claim's boundary (the row says what would settle it).",
+             f"- The same table as CSV: [{csv_path.name}]({csv_path.name}).", "",
+             claims_markdown(claim_rows, params), ""]
+    md_path.write_text("\n".join(lines))
+    return md_path
+
+
+def update_readme_claims(readme: str | os.PathLike, md_path: str | os.PathLike, claim_rows: list[dict],
+                         tier: str, n_seeds: int) -> bool:
+    """Put the over-seeds count line and a link to the ledger between the README's claims markers."""
+    from labkit.claims import count_line
+
+    readme = Path(readme)
+    start, end = "<!-- claims:start -->", "<!-- claims:end -->"
+    text = readme.read_text() if readme.is_file() else ""
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    link = os.path.relpath(md_path, readme.parent)
+    block = (f"\nOver {n_seeds} seeds ({tier} tier, {time_now()}): **{count_line(claim_rows)}** of "
+             f"{len(claim_rows)} claims. Every claim, its interval and the command that reproduces it: "
+             f"[{link}]({link}).\n")
+    readme.write_text(f"{head}{start}{block}{end}{tail}")
+    return True
+
+
+def time_now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
 def write_report(batch_dir: Path, name: str, runs: list[dict], swept: Sequence[str], tier: str, bands: Mapping,
                  headline: Sequence[str] | None = None, bands_file: str | os.PathLike | None = None) -> dict:
     """Write runs.csv, summary.csv, plots/*.png and report.md into `batch_dir`; return counts and flagged lines."""
@@ -195,9 +298,18 @@ def write_report(batch_dir: Path, name: str, runs: list[dict], swept: Sequence[s
                 if s["expected"].startswith("OUTSIDE")]
 
     params = [p for p in swept if p != "seed"]
+    claim_rows = aggregate_claims(runs, swept)
+    if claim_rows:
+        pd.DataFrame(claim_rows).drop(columns=["effects", "ses"], errors="ignore").to_csv(
+            batch_dir / "claims.csv", index=False)
     lines = [f"# Batch `{name}`", "",
              f"Tier: **{tier}**. Runs: {len(runs)} planned, {len(done)} done, {len(failed)} failed, "
              f"{len(missing)} not run yet. Seeds are aggregated as mean ± std (n = number of seeds).", ""]
+    if claim_rows:
+        lines += ["## Claims checked over seeds", "",
+                  "Each claim judged by `labkit.claims` over all finished seeds: the paired interval of one run "
+                  "plus the spread between seeds (also in `claims.csv`).", "",
+                  claims_markdown(claim_rows, params), ""]
     if bands_file:
         lines += [f"Reference bands: `{bands_file}`; a mean outside its band is marked OUTSIDE.", ""]
     lines += ["## Summary", ""]
@@ -214,7 +326,8 @@ def write_report(batch_dir: Path, name: str, runs: list[dict], swept: Sequence[s
     for notebook in sorted({r["notebook"] for r in runs}):
         nb_runs = [r for r in runs if r["notebook"] == notebook]
         nb_bands = ((bands.get(notebook) or {}).get(tier) or {})
-        for metric in headline_metrics(notebook, [r for r in nb_runs if r.get("status") == "done"], tier, bands, headline):
+        finished = [r for r in nb_runs if r.get("status") == "done"]
+        for metric in headline_metrics(notebook, finished, tier, bands, headline):
             path = batch_dir / "plots" / f"{notebook}__{metric.replace('/', '_')}.png"
             plot_metric(path, notebook, metric, nb_runs, swept, tier, nb_bands.get(metric))
             plots.append(path)
@@ -237,4 +350,4 @@ def write_report(batch_dir: Path, name: str, runs: list[dict], swept: Sequence[s
               f"{r['run_id']}/{r.get('log', '')}"] for r in failed]), ""]
     (batch_dir / "report.md").write_text("\n".join(lines))
     return {"report": batch_dir / "report.md", "done": len(done), "failed": len(failed), "missing": len(missing),
-            "flagged": flagged, "plots": plots}
+            "flagged": flagged, "plots": plots, "claims": claim_rows}

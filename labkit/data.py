@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -65,6 +65,10 @@ class _Subsettable:
     def few_shot(self, n_per_class: int, seed: int = 0):
         """n examples of every class, stratified and seeded."""
         return self.subset(_stratified_indices(self.labels, int(n_per_class), None, seed))
+
+    def few_shot_indices(self, n_per_class: int, seed: int = 0) -> np.ndarray:
+        """The row numbers `few_shot(n_per_class, seed)` takes: to slice features cached for this whole set."""
+        return _stratified_indices(self.labels, int(n_per_class), None, seed)
 
     def sample(self, n: int, seed: int = 0):
         """About n examples in total, stratified by class and seeded."""
@@ -202,6 +206,28 @@ def _find_idx(dirs: list[Path], stem: str) -> Path | None:
     return None
 
 
+def _download_fashion_mnist(split: str) -> BaseException | None:
+    """Download Fashion-MNIST into torchvision's cache; returns the network error when there is no network.
+
+    Any other failure (a checksum mismatch, a full disk, no write permission) is raised, saying what failed.
+    """
+    import torchvision
+
+    from labkit.assets import is_network_error
+
+    target = Path.home() / ".cache" / "torchvision"
+    try:
+        torchvision.datasets.FashionMNIST(str(target), train=(split == "train"), download=True)
+    except Exception as err:
+        # torchvision tries each mirror, keeps their URLErrors and raises one RuntimeError("Error downloading ...")
+        mirrors_failed = isinstance(err, RuntimeError) and str(err).startswith("Error downloading")
+        if is_network_error(err) or mirrors_failed:
+            return err
+        raise RuntimeError(f"Downloading Fashion-MNIST ({split}) into {target} failed: "
+                           f"{type(err).__name__}: {err}") from err
+    return None
+
+
 def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, download: bool = True
                   ) -> ImageDataset:
     """Fashion-MNIST (28x28 grayscale, 10 classes): 60,000 train or 10,000 test images."""
@@ -211,25 +237,20 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, d
     dirs = _fashion_candidates(root)
     images_path = _find_idx(dirs, f"{prefix}-images-idx3-ubyte")
     labels_path = _find_idx(dirs, f"{prefix}-labels-idx1-ubyte")
+    download_error = None
     if (images_path is None or labels_path is None) and download:
         from labkit.assets import is_offline
 
         if not is_offline():
-            try:
-                import torchvision
-
-                target = Path.home() / ".cache" / "torchvision"
-                torchvision.datasets.FashionMNIST(str(target), train=(split == "train"), download=True)
-                images_path = _find_idx(dirs, f"{prefix}-images-idx3-ubyte")
-                labels_path = _find_idx(dirs, f"{prefix}-labels-idx1-ubyte")
-            except Exception:
-                images_path = labels_path = None
+            download_error = _download_fashion_mnist(split)
+            images_path = _find_idx(dirs, f"{prefix}-images-idx3-ubyte")
+            labels_path = _find_idx(dirs, f"{prefix}-labels-idx1-ubyte")
     if images_path is None or labels_path is None:
         where = root or DEBIAN_FASHION_MNIST
         raise DataUnavailableError(
             f"Fashion-MNIST ({split}) is not on this machine (looked in {where} and torchvision's cache) and it "
             "could not be downloaded. Install it with: sudo apt-get install dataset-fashion-mnist "
-            "(or run `make run`, which installs it).")
+            "(or run `make run`, which installs it).") from download_error
     images, labels = _read_idx(images_path), _read_idx(labels_path)
     return ImageDataset(images.copy(), labels.astype(np.int64), list(FASHION_MNIST_CLASSES), f"fashion_mnist-{split}")
 

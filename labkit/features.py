@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from labkit._io import atomic_write, file_lock
 from labkit.repro import resolve_device
 
-__all__ = ["extract_features", "feature_key", "feature_keys", "clear_memory_cache", "fit_probe", "linear_probe",
+__all__ = ["extract_features", "subset_features", "feature_key", "feature_keys", "clear_memory_cache", "fit_probe",
+           "linear_probe",
            "train_head", "make_head", "FeatureLoader", "cache_dir", "STATS"]
 
 _MEMORY: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -67,19 +70,24 @@ def _cache_get(key: str, memory: dict) -> tuple[tuple[np.ndarray, np.ndarray] | 
     path = cache_dir() / f"{key}.npz"
     if not path.exists():
         return None, None
-    with np.load(path, allow_pickle=False) as f:
-        memory[key] = (f["X"], f["y"])
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            memory[key] = (f["X"], f["y"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # unreadable or not ours: recompute, rewrite
+        return None, None
     return memory[key], "disk"
 
 
 def _cache_put(key: str, X: np.ndarray, y: np.ndarray, memory: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Keep (X, y) in `memory` and write it to the disk cache atomically (a killed run leaves no half file)."""
+    """Keep (X, y) in `memory` and write it to the disk cache atomically (a killed run leaves no half file).
+
+    Each writer has its own temporary file and the lock orders writers of one key, so processes that share the
+    cache (parallel runs of a notebook) can write the same key at once.
+    """
     memory[key] = (X, y)
     path = cache_dir() / f"{key}.npz"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, X=X, y=y)
-    os.replace(tmp, path)
+    with file_lock(path), atomic_write(path) as f:
+        np.savez(f, X=X, y=y)
     return memory[key]
 
 
@@ -123,6 +131,17 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
     return _cache_put(key, X, y, _MEMORY) if cache else (X, y)
 
 
+def subset_features(backbone, pool, rows, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    """Features of `pool.subset(rows)`, sliced from the cached features of the whole pool.
+
+    A pool that is the same for every seed is extracted once; each seed then samples rows from it, so running
+    five seeds does not run the backbone five times. kwargs: as for `extract_features` (depth, size, device, ...).
+    """
+    X, y = extract_features(backbone, pool, **kwargs)
+    rows = np.asarray(rows)
+    return X[rows], y[rows]
+
+
 def fit_probe(X_train, y_train, C: float = 1.0, max_iter: int = 2000):
     """A standardised logistic regression fitted on frozen features (sklearn pipeline; the standard probe)."""
     from sklearn.linear_model import LogisticRegression
@@ -142,11 +161,14 @@ def _one_blas_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int = 2000) -> float:
-    """Test accuracy of `fit_probe` on held-out features."""
+def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int = 2000):
+    """Test accuracy of `fit_probe` on held-out features: a float that keeps which test items were right
+    (`labkit.claims.Accuracy`), so two probes on the same test set can be compared item by item."""
+    from labkit.claims import accuracy
+
     clf = fit_probe(X_train, y_train, C, max_iter)
     with _one_blas_thread():
-        return float(clf.score(X_test, y_test))
+        return accuracy(clf.predict(X_test), y_test)
 
 
 class FeatureLoader:

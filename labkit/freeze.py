@@ -11,7 +11,7 @@ from typing import Sequence
 
 from torch import nn
 
-__all__ = ["model_depths", "freeze_to", "unfreeze_params", "unfreeze", "freeze", "trainable_parameters",
+__all__ = ["model_depths", "freeze_to", "unfreeze_params", "unfreeze", "freeze",
            "count_parameters", "discriminative_param_groups", "frozen_batchnorm_eval", "resolve_depth"]
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
@@ -111,10 +111,6 @@ def freeze_to(model: nn.Module, depth: int | str, train_batchnorm: bool = True) 
         if i >= start:
             unfreeze_params(module, train_batchnorm)
     return model
-
-
-def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [p for p in model.parameters() if p.requires_grad]
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:

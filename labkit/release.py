@@ -5,8 +5,9 @@ Solutions are the single source. In a code cell:
     probe_acc = linear_probe(train_features, train_labels, val_features, val_labels)
     ### END SOLUTION
 becomes `# YOUR CODE HERE` plus a runnable placeholder: the block's `### PLACEHOLDER <code>` lines, or, when
-there are none, `name = None` for every name the block assigns. Output is deterministic, so --check can compare
-bytes.
+there are none, `name = None` for every name the block assigns. Every code cell of a student notebook has its
+outputs and execution count cleared (students run the cells themselves). Output is deterministic, so --check can
+compare bytes.
 """
 from __future__ import annotations
 
@@ -87,7 +88,8 @@ def strip_code(source: str, where: str) -> str:
         body = line.rstrip("\r\n")
         if BEGIN.match(body):
             if block is not None:
-                raise ReleaseError(f"{where}: BEGIN SOLUTION inside another solution block; close it with ### END SOLUTION.")
+                raise ReleaseError(f"{where}: BEGIN SOLUTION inside another solution block; "
+                                   "close it with ### END SOLUTION.")
             block, placeholders, indent = [], [], BEGIN.match(body).group("indent")
         elif END.match(body):
             if block is None:
@@ -97,7 +99,8 @@ def strip_code(source: str, where: str) -> str:
             block = None
         elif PLACEHOLDER.match(body):
             if block is None:
-                raise ReleaseError(f"{where}: PLACEHOLDER line outside a solution block; move it between BEGIN and END SOLUTION.")
+                raise ReleaseError(f"{where}: PLACEHOLDER line outside a solution block; "
+                                   "move it between BEGIN and END SOLUTION.")
             m = PLACEHOLDER.match(body)
             placeholders.append(f"{m.group('indent')}{m.group('code') or ''}".rstrip() + "\n")
         elif block is not None:
@@ -171,6 +174,9 @@ def release_notebook(nb: dict, name: str) -> dict:
                 _clear(cell)
             elif "check" in tags or CHECK_CALL.search(source) or QUIZ_CALL.search(source):
                 _clear(cell)  # checks and quizzes must show the student's state, not the solution run's
+            else:  # students run every cell themselves: no outputs or run numbers from the solution run
+                cell["outputs"] = []
+                cell["execution_count"] = None
         elif cell.get("cell_type") == "markdown" and _has_markers(source, markdown=True):
             cell["source"] = _lines(strip_markdown(source, where))
         cells.append(cell)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import random
 
-__all__ = ["seed_everything", "resolve_device", "make_generator", "cpu_signature", "outputs_comparable"]
+__all__ = ["seed_everything", "resolve_device", "cpu_signature", "outputs_comparable"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True, threads: int | None = None) -> int:
@@ -66,15 +66,6 @@ def outputs_comparable(recorded: str | None, here: str | None = None, forced: st
         return True, f"outputs recorded on this kind of CPU ({here}): numbers compared exactly"
     return False, (f"outputs recorded on {recorded}, this CPU is {here}: numbers masked, text and verdicts "
                    "compared (see conftest.py)")
-
-
-def make_generator(seed: int):
-    """A torch.Generator for DataLoader shuffling, so the order does not depend on earlier random calls."""
-    import torch
-
-    g = torch.Generator()
-    g.manual_seed(int(seed))
-    return g
 
 
 def resolve_device(device: str | None = "auto"):

@@ -38,11 +38,13 @@ def default_path(notebook: str) -> Path:
 
 
 def record(numbers: Mapping[str, Any], notebook: str, path: str | os.PathLike | None = None,
-           parameters: Mapping[str, Any] | None = None) -> Path:
-    """Write a notebook's headline numbers to JSON (atomically) and return the file's path.
+           parameters: Mapping[str, Any] | None = None, claims: Any = None) -> Path:
+    """Write a notebook's headline numbers (and its judged claims) to JSON (atomically) and return the file's path.
 
     numbers: flat or nested mapping of metric name -> value (floats, ints, strings, lists).
     path: usually the notebook's `results_path` parameter; papermill runs inject it.
+    claims: the notebook's `labkit.claims.Ledger` (or its `.records()`); `labkit run` and `labkit batch` build
+    the course ledger from them.
     """
     if not isinstance(numbers, Mapping) or not numbers:
         raise ValueError("record() needs a non-empty mapping of metric name -> value, e.g. {'probe_acc': 0.84}")
@@ -52,6 +54,7 @@ def record(numbers: Mapping[str, Any], notebook: str, path: str | os.PathLike | 
         "notebook": notebook,
         "numbers": _plain(dict(numbers)),
         "parameters": _plain(dict(parameters or {})),
+        "claims": _plain([dict(c, notebook=notebook) for c in _claim_records(claims)]),
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
     }
@@ -60,6 +63,17 @@ def record(numbers: Mapping[str, Any], notebook: str, path: str | os.PathLike | 
         json.dump(payload, fh, indent=2, sort_keys=True)
     os.replace(tmp, out)
     return out
+
+
+def _claim_records(claims: Any) -> list[dict]:
+    if claims is None:
+        return []
+    if hasattr(claims, "records"):
+        return list(claims.records())
+    if isinstance(claims, (list, tuple)) and all(isinstance(c, Mapping) for c in claims):
+        return [dict(c) for c in claims]
+    raise TypeError("claims= takes a labkit.claims.Ledger (or a list of its records), got "
+                    f"{type(claims).__name__}.")
 
 
 def load(path: str | os.PathLike) -> dict:

@@ -121,6 +121,13 @@ def _default_type(param: Mapping[str, Any]) -> type | None:
     return None if default is None else type(default)
 
 
+def declared_problems(notebook: str, values: Mapping[str, Any]) -> list[str]:
+    """What `labkit.params` says of these values for this notebook (nothing for a notebook it does not know)."""
+    from labkit.params import problems
+
+    return problems(notebook, values)
+
+
 def check_parameters(notebook: str, declared: Mapping[str, Mapping], values: Mapping[str, Any],
                      where: str = "") -> list[str]:
     """Problems with `values` for a notebook declaring `declared`: unknown names and wrong types (one line each)."""
@@ -136,6 +143,10 @@ def check_parameters(notebook: str, declared: Mapping[str, Mapping], values: Map
             continue
         if name == "tier" and value not in TIERS:
             problems.append(f"{notebook}: tier must be one of {', '.join(TIERS)}, not {value!r}{place}")
+            continue
+        ranged = declared_problems(notebook, {name: value})  # type, range, allowed values (labkit.params)
+        if ranged:
+            problems += [f"{line}{place}" for line in ranged]
             continue
         expected = _default_type(declared[name])
         if expected is None or value is None:
@@ -308,7 +319,8 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
             _kill_tree(proc)
             proc.wait()
             error = {"ename": "RunTimeout",
-                     "evalue": f"stopped after {timeout:g} s (the whole-notebook limit); raise `timeout` or lighten the run"}
+                     "evalue": f"stopped after {timeout:g} s (the whole-notebook limit); "
+                               "raise `timeout` or lighten the run"}
         except BaseException:  # KeyboardInterrupt in the caller: leave no kernel behind
             _kill_tree(proc)
             proc.wait()
@@ -337,6 +349,7 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
                                  "path=results_path) near the end")
         else:
             record["numbers"] = recorded.get("numbers", {})
+            record["claims"] = recorded.get("claims", [])
     else:
         record["status"] = "interrupted" if _STOPPING.is_set() else "failed"
         error["message"] = _describe_error(error, name, str(kernel))
@@ -408,7 +421,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tier", choices=TIERS, default="quick", help="quick (CPU, minutes) or full (GPU)")
     parser.add_argument("-p", "--parameter", action="append", metavar="NAME=VALUE", dest="parameter",
                         help="override a notebook parameter (YAML value); repeatable, e.g. -p seed=1 -p device=cpu")
-    parser.add_argument("--out", default="runs", help="parent folder; each call writes OUT/<timestamp>/ (default: runs)")
+    parser.add_argument("--out", default="runs",
+                        help="parent folder; each call writes OUT/<timestamp>/ (default: runs)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_CELL_TIMEOUT,
                         help=f"seconds allowed per cell (default: {DEFAULT_CELL_TIMEOUT})")
     parser.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"Jupyter kernel name (default: {DEFAULT_KERNEL})")
@@ -418,6 +432,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _bands_for(notebook: str, tier: str, bands: Mapping) -> dict:
     """Reference bands of one notebook and tier, if a bands file is available."""
     return dict(((bands or {}).get(notebook) or {}).get(tier) or {})
+
+
+def course_ledger(claims: list[dict], csv_path: Path | None = None) -> str:
+    """The course ledger as Markdown (one row per claim, then the count line); also written to `csv_path`."""
+    from labkit.claims import count_line, ledger_rows
+
+    rows = ledger_rows(claims, notebook=True)
+    if csv_path is not None:
+        import pandas as pd
+
+        pd.DataFrame(claims).drop(columns=["effects", "ses"], errors="ignore").to_csv(csv_path, index=False)
+    if not rows:
+        return "(no notebook recorded any claims)"
+    header = list(dict.fromkeys(k for r in rows for k in r))
+    return markdown_table(header, [[r.get(k, "") for k in header] for r in rows]) + f"\n\n**{count_line(claims)}**"
+
+
+def ledger_text(claims: list[dict]) -> str:
+    """The course ledger for a terminal: notebook, claim, article's number, effect [95 % CI], verdict; counts."""
+    from labkit.claims import count_line, ledger_rows
+
+    if not claims:
+        return "(no notebook recorded any claims)"
+    header = ["notebook", "claim", "article", "effect [95 % CI]", "verdict"]
+    rows = [[r["notebook"][:2], r["claim"], r["article"], r["effect [95 % CI]"], r["verdict"]]
+            for r in ledger_rows(claims, notebook=True)]
+    return "Claims checked (the course ledger)\n" + text_table(header, rows) + f"\n{count_line(claims)}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -459,7 +500,9 @@ def run(args: argparse.Namespace) -> int:
         stop_all()
         print(f"\nlabkit run: interrupted; finished notebooks are in {out}/", file=sys.stderr)
         return 130
-    from labkit.batch_report import find_bands, load_bands, band_verdict
+    import pandas as pd
+
+    from labkit.batch_report import band_verdict, find_bands, load_bands
 
     bands_file = find_bands(directory)
     bands = load_bands(bands_file) if bands_file else {}
@@ -470,10 +513,16 @@ def run(args: argparse.Namespace) -> int:
             rows.append([rec["notebook"], metric, format_value(value), band_verdict(value, nb_bands.get(metric))])
     failed = [r for r in records if r["status"] != "done"]
     header = ["notebook", "metric", "value", "expected"]
+    pd.DataFrame([dict(zip(header, r)) for r in rows], columns=header).to_csv(out / "numbers.csv", index=False)
+    claims = [c for rec in records for c in rec.get("claims") or []]
+    ledger_md = course_ledger(claims, out / "claims.csv")
     print()
-    print(text_table(header, rows) if rows else "(no numbers were recorded)")
+    print(ledger_text(claims))
+    print(f"every number: {out / 'numbers.csv'}")
     lines = [f"# labkit run {out.name}", "", f"Tier: {args.tier}. Kernel: {args.kernel}. "
-             f"{len(records) - len(failed)} of {len(records)} notebook(s) finished.", ""]
+             f"{len(records) - len(failed)} of {len(records)} notebook(s) finished.", "",
+             "## Claims checked (the course ledger)", "", ledger_md, ""]
+    lines += ["## Every recorded number", "", "Also in `numbers.csv`.", ""]
     if bands_file:
         lines += [f"Expected ranges from `{bands_file}`.", ""]
     lines += [markdown_table(header, rows) if rows else "(no numbers were recorded)", ""]

@@ -20,23 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-
 __all__ = ["Strategy", "StrategyResult", "run_strategy", "backbone_factory", "standard_strategies",
-           "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "matrix_verdict", "accuracy_noise", "SEED_REFERENCE",
-           "SEED_MATRIX"]
+           "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "accuracy_noise",
+           "ARTICLE_MATRIX"]
 
-# The seed article's numbers (500 labelled images). They are the *reference row*, quoted to be checked, never
-# used as results.
-SEED_REFERENCE = {
-    "scratch": "61 %",
-    "feature extraction": "88 %",
-    "two-stage": "91-93 %",
-    "full fine-tune, high LR": "74 %",
-    "memory": "6 GB -> 1.5 GB (about 4x)",
-}
-
-# The seed's 2x2 decision matrix: (dataset size, domain similarity) -> the strategy families it recommends.
-SEED_MATRIX = {
+# The article's 2x2 decision matrix (Transfer Learning Explained, Abstract Algorithms):
+# (dataset size, domain similarity) -> the strategy families it recommends.
+ARTICLE_MATRIX = {
     ("small", "similar"): ("feature extraction",),
     ("large", "similar"): ("fine-tune",),
     ("small", "different"): ("feature extraction (earlier depth)",),
@@ -110,11 +100,6 @@ class StrategyResult:
     stages: list[str]  # "head" / "network" for each epoch, to draw where stage 2 starts
     histories: list = field(default_factory=list, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
-
-    def row(self) -> dict:
-        """A table row (rounded for display)."""
-        return {"strategy": self.name, "test acc": round(self.test_acc, 3), "seconds": round(self.seconds, 1),
-                "trainable params": self.trainable_params, "peak train memory (MB)": round(self.peak_mem_mb, 1)}
 
 
 def backbone_factory(source: str | Callable[[bool], nn.Module] = "efficientnet_lite0"
@@ -236,7 +221,7 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
     seconds = time.perf_counter() - start
     peaks = [h.peak_mem_mb for h in histories if not math.isnan(h.peak_mem_mb)]
     return StrategyResult(
-        name=strategy.name, test_acc=float(test_acc), seconds=seconds,
+        name=strategy.name, test_acc=test_acc, seconds=seconds,
         trainable_params=max(h.trainable_params for h in histories), peak_mem_mb=max(peaks, default=float("nan")),
         train_loss=train_loss, val_loss=val_loss, stages=stages, histories=histories,
         model=(model if strategy.num_epochs else head) if keep_model else None)
@@ -348,26 +333,3 @@ def winner(accuracies: dict[str, float], tie: float = 0.0) -> str:
         raise ValueError("No accuracies to compare.")
     best = max(accuracies.values())
     return next(name for name, acc in accuracies.items() if acc >= best - tie)
-
-
-def matrix_verdict(accuracies: dict[str, float], families: dict[str, str], recommended: Sequence[str],
-                   noise: float) -> dict:
-    """Score one cell of the decision matrix: does following the recommendation cost accuracy?
-
-    accuracies: recipe name -> test accuracy, cheapest recipe first; families: recipe name -> family;
-    recommended: the families the matrix recommends for this cell; noise: the accuracy difference the test set
-    cannot resolve (e.g. 2 standard errors).
-    Returns winner (the cheapest recipe within noise of the best), best (the highest accuracy's recipe),
-    recommended_acc (the best recommended recipe's accuracy) and agrees (that accuracy is within noise of the best).
-    """
-    unknown = set(accuracies) - set(families)
-    if unknown:
-        raise ValueError(f"No family given for {sorted(unknown)}.")
-    followed = [name for name in accuracies if families[name] in recommended]
-    if not followed:
-        raise ValueError(f"None of the recipes {list(accuracies)} belongs to a recommended family "
-                         f"{list(recommended)}: add one, or the cell cannot be judged.")
-    top = max(accuracies.values())
-    recommended_acc = max(accuracies[name] for name in followed)
-    return {"winner": winner(accuracies, tie=noise), "best": max(accuracies, key=accuracies.get),
-            "recommended_acc": recommended_acc, "agrees": recommended_acc >= top - noise}

@@ -54,7 +54,10 @@ def scores(y_true, y_pred) -> dict:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.size == 0:
         raise ValueError(f"Need as many predictions as labels (got {y_pred.shape} and {y_true.shape}), at least one.")
-    return {"acc": float((y_true == y_pred).mean()),
+    from labkit.claims import Accuracy
+
+    # acc keeps which texts were right (labkit.claims.Accuracy), for paired comparisons between rows
+    return {"acc": Accuracy(y_true == y_pred),
             "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
 
 
@@ -153,7 +156,7 @@ def logistic_regression(X_train, y_train, X_test, y_test, C: float = 1.0) -> dic
             "trainable_params": int(lr_model.coef_.size + lr_model.intercept_.size), "pred": pred}
 
 
-def knn_accuracy(X_train, y_train, X_test, y_test, k: int = 5) -> float:
+def knn_accuracy(X_train, y_train, X_test, y_test, k: int = 5):
     """Accuracy of a k-nearest-neighbour vote with cosine similarity: how well embeddings group a topic."""
     X_train = torch.nn.functional.normalize(torch.as_tensor(np.asarray(X_train), dtype=torch.float32), dim=1)
     X_test = torch.nn.functional.normalize(torch.as_tensor(np.asarray(X_test), dtype=torch.float32), dim=1)
@@ -163,7 +166,9 @@ def knn_accuracy(X_train, y_train, X_test, y_test, k: int = 5) -> float:
         raise ValueError("knn_accuracy needs at least one reference example.")
     nearest = (X_test @ X_train.T).topk(k, dim=1).indices  # (N_test, k)
     votes = torch.nn.functional.one_hot(y_train[nearest], int(y_train.max()) + 1).sum(1)  # (N_test, classes)
-    return float((votes.argmax(1).numpy() == np.asarray(y_test)).mean())
+    from labkit.claims import Accuracy
+
+    return Accuracy(votes.argmax(1).numpy() == np.asarray(y_test))  # a float that keeps which items were right
 
 
 def encoder_of(model: nn.Module) -> nn.Module:
@@ -309,10 +314,13 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
         return {"accuracy": s["acc"], "macro_f1": s["macro_f1"]}
 
     workdir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="labkit-trainer-"))
+    # warmup as a whole number of steps, rounded up as the Trainer rounds a ratio: transformers 4.x takes a ratio
+    # only as warmup_ratio, 5.x only as a float warmup_steps below 1; a step count means the same in both
+    total_steps = math.ceil(len(train_ds) / batch_size) * num_epochs
     args = TrainingArguments(
         output_dir=str(workdir), learning_rate=lr, weight_decay=weight_decay, num_train_epochs=num_epochs,
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=max(batch_size, 64),
-        warmup_steps=warmup_ratio, lr_scheduler_type="linear",
+        warmup_steps=math.ceil(warmup_ratio * total_steps), lr_scheduler_type="linear",
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
         metric_for_best_model="accuracy", greater_is_better=True, save_total_limit=1, save_only_model=True,
         logging_strategy="epoch", report_to="none", disable_tqdm=not progress_enabled(progress), seed=seed,
@@ -414,8 +422,23 @@ def _download_imdb(target: Path) -> None:
     archive = target / "aclImdb_v1.tar.gz"
     urllib.request.urlretrieve(IMDB_URL, archive)  # 80 MB
     with tarfile.open(archive) as tar:
-        tar.extractall(target, filter="data")
+        _safe_extract(tar, target)
     archive.unlink()
+
+
+def _safe_extract(tar, target: Path) -> None:
+    """Extract only plain files and folders inside `target` (tarfile's "data" filter where Python has it)."""
+    import tarfile
+
+    if hasattr(tarfile, "data_filter"):  # Python 3.12, 3.11.4+, 3.10.12+
+        tar.extractall(target, filter="data")
+        return
+    root = target.resolve()
+    for member in tar.getmembers():
+        dest = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or (dest != root and root not in dest.parents):
+            raise tarfile.ExtractError(f"refusing to extract {member.name!r}: not a plain file inside {root}")
+    tar.extractall(target)
 
 
 def imdb(split: str = "train", root: str | os.PathLike | None = None, download: bool = True) -> TextDataset:
@@ -423,23 +446,26 @@ def imdb(split: str = "train", root: str | os.PathLike | None = None, download: 
 
     Looks in `root`, $LABKIT_IMDB and ~/.cache/labkit/aclImdb; downloads there when online.
     """
-    from labkit.assets import is_offline
+    from labkit.assets import is_network_error, is_offline
 
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
     found = next((d for d in _imdb_candidates(root) if (d / split / "pos").is_dir()), None)
+    download_error = None
     if found is None and download and not is_offline():
         cache = Path.home() / ".cache" / "labkit"
         try:
             _download_imdb(cache)
             found = cache / "aclImdb"
-        except Exception:
-            found = None
+        except Exception as err:
+            if not is_network_error(err):  # a corrupt archive, a full disk: say what failed
+                raise RuntimeError(f"Downloading IMDB into {cache} failed: {type(err).__name__}: {err}") from err
+            download_error = err
     if found is None or not (found / split / "pos").is_dir():
         raise DataUnavailableError(
             "IMDB is not on this machine and there is no internet: use dataset='20newsgroups' or "
             "'election_tweets' (embedded, work offline), or put the extracted aclImdb/ folder in "
-            f"~/.cache/labkit/ (from {IMDB_URL}).")
+            f"~/.cache/labkit/ (from {IMDB_URL}).") from download_error
     texts, labels = [], []
     for label, name in enumerate(("neg", "pos")):
         for f in sorted((found / split / name).glob("*.txt")):

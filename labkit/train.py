@@ -20,12 +20,19 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from labkit.freeze import (count_parameters, discriminative_param_groups, freeze_to, frozen_batchnorm_eval,
-                           model_depths, resolve_depth, unfreeze_params)
+from labkit.freeze import (
+    count_parameters,
+    freeze_to,
+    frozen_batchnorm_eval,
+    model_depths,
+    resolve_depth,
+    unfreeze_params,
+)
 from labkit.repro import resolve_device
 
 __all__ = ["fit", "evaluate", "predict", "eval_mode", "Callback", "EarlyStopping", "GradualUnfreezing",
-           "History", "Trainer", "measure_training_memory", "progress_enabled"]
+           "History", "Trainer", "LRSchedule", "ProgressBar", "MemoryProbe", "measure_training_memory",
+           "progress_enabled"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -111,9 +118,12 @@ def predict(model: nn.Module, loader: Iterable, device: str | torch.device | Non
 def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | None = None,
              loss_fn: Callable | None = None) -> dict:
     """Loss and accuracy on a loader, in eval mode; the model's previous train/eval mode is restored."""
+    from labkit.claims import accuracy
+
     logits, targets = predict(model, loader, device)
     loss_fn = loss_fn or nn.functional.cross_entropy
-    return {"loss": float(loss_fn(logits, targets)), "acc": float((logits.argmax(1) == targets).float().mean()),
+    # acc is a float that keeps which items were right (labkit.claims.Accuracy), for paired comparisons
+    return {"loss": float(loss_fn(logits, targets)), "acc": accuracy(logits.argmax(1), targets),
             "n": int(targets.numel())}
 
 
@@ -169,9 +179,20 @@ class History:
         ax.legend()
         return ax
 
+    def _finish(self, seconds: float) -> None:
+        """Fill in the whole-fit figures from the epochs recorded so far."""
+        self.seconds = seconds
+        self.trainable_params = max(e["trainable_params"] for e in self.epochs) if self.epochs else 0
+        self.peak_mem_mb = max((e["peak_mem_mb"] for e in self.epochs), default=float("nan"))
+
 
 class Callback:
-    """Hooks into `fit`. Override what you need; every hook gets the `Trainer` (model, optimizer, history...)."""
+    """Hooks into `fit`. Override what you need; every hook gets the `Trainer` (model, optimizer, history...).
+
+    The order of one fit: on_fit_start; each epoch: on_epoch_start, then for each batch on_batch, penalty,
+    on_after_backward, on_before_step, on_batch_end; on_epoch_end; finally on_fit_end, which always runs.
+    labkit's own parts of the loop are callbacks too: `LRSchedule`, `EarlyStopping`, `ProgressBar`.
+    """
 
     def on_fit_start(self, trainer: "Trainer") -> None: ...
     def on_epoch_start(self, trainer: "Trainer") -> None: ...
@@ -185,12 +206,16 @@ class Callback:
         return None
 
     def on_after_backward(self, trainer: "Trainer") -> None: ...
+    def on_before_step(self, trainer: "Trainer") -> None:
+        """Just before optimizer.step() (after gradient clipping); the LR schedule sets the LRs here."""
+
     def on_batch_end(self, trainer: "Trainer") -> None: ...
 
     def on_epoch_end(self, trainer: "Trainer", logs: dict) -> None:
         """`logs` is this epoch's record; add metrics to it (e.g. logs['source_acc'])."""
 
-    def on_fit_end(self, trainer: "Trainer") -> None: ...
+    def on_fit_end(self, trainer: "Trainer") -> None:
+        """Runs however the fit ends: finished, stopped early, or interrupted by an exception."""
 
 
 class EarlyStopping(Callback):
@@ -340,14 +365,17 @@ class _ForwardMemory:
         self.peak = self._tracker.peak
         return self._stack.__exit__(*exc)
 
-    def parts(self, model: nn.Module, optimizer_states_per_param: int = 2) -> dict:
+    def parts(self, model: nn.Module, optimizer_states_per_param: int = 2,
+              optimizer_state_bytes: int | None = None) -> dict:
+        """optimizer_state_bytes: what the optimizer really keeps (after a step); else states_per_param x gradients."""
         param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
         activations = sum(v for k, v in self._saved.items() if k[0] not in param_ptrs)
         workspace = max(0, self.peak - activations)
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
         trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-        total = weights + trainable * (1 + optimizer_states_per_param) + activations + workspace
-        return {"weights": weights, "gradients": trainable, "optimizer_state": trainable * optimizer_states_per_param,
+        state = trainable * optimizer_states_per_param if optimizer_state_bytes is None else optimizer_state_bytes
+        total = weights + trainable + state + activations + workspace
+        return {"weights": weights, "gradients": trainable, "optimizer_state": state,
                 "activations": activations, "workspace": workspace, "total": total, "total_mb": total / 2**20}
 
 
@@ -385,13 +413,14 @@ def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = 
             b.copy_(buffers[name])
     model.train(was_training)
     return probe.parts(model, optimizer_states_per_param)
-
-
-# --------------------------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------------------------
 class Trainer:
-    """The state of one `fit` call, handed to every callback."""
+    """The state of one `fit` call, handed to every callback, and the loop's named steps.
+
+    `fit` calls `_do_epoch` once per epoch; `_do_epoch` calls `_do_one_batch` for every training batch and
+    `_do_validate` at the end. Every callback hook is called through `_event`, in the order of `callbacks`.
+    """
 
     def __init__(self, model, optimizer_factory, base_lr, weight_decay, param_groups, device):
         self.model = model
@@ -402,13 +431,24 @@ class Trainer:
         self._param_groups = param_groups
         self.optimizer: torch.optim.Optimizer | None = None
         self.history = History()
+        self.callbacks: list[Callback] = []
+        self.loss_fn: Callable = nn.functional.cross_entropy
+        self.autocast = contextlib.nullcontext()  # bfloat16 autocast when fit(amp=...) is on
+        self.channels_last = False
+        self.bn_policy = "freeze"
+        self.max_grad_norm: float | None = None
+        self.max_steps: int | None = None
+        self.memory = MemoryProbe(device, enabled=False)
+        self.meter = _EpochMeter()
         self.epoch = 0
         self.step = 0
         self.total_steps = 0
         self.stop_training = False
         self.batch = None
-        self.loss: torch.Tensor | None = None
         self.logits: torch.Tensor | None = None
+        self.task_loss: torch.Tensor | None = None  # loss_fn on this batch
+        self.penalty_loss: torch.Tensor | None = None  # the callbacks' penalties summed (None: none gave one)
+        self.loss: torch.Tensor | None = None  # task_loss + penalty_loss: what backward runs on
         self.rebuild_optimizer()
 
     def rebuild_optimizer(self) -> None:
@@ -429,6 +469,168 @@ class Trainer:
             g.setdefault("weight_decay", self.weight_decay)
             g["base_lr"] = g["lr"]
         self.optimizer = self._optimizer_factory(groups)
+
+    def _event(self, name: str, *args) -> None:
+        """Call hook `name` on every callback, in order."""
+        for cb in self.callbacks:
+            hook = getattr(cb, name, None)
+            if hook is not None:
+                hook(self, *args)
+
+    def _do_epoch(self, train_loader: Iterable, val_loader: Iterable | None) -> dict:
+        """One pass over the training batches, then validation; returns the epoch's record (also in history)."""
+        self._event("on_epoch_start")
+        self.model.train()
+        if self.bn_policy == "freeze":
+            frozen_batchnorm_eval(self.model)
+        start, self.meter = time.perf_counter(), _EpochMeter()
+        for batch in train_loader:
+            self._do_one_batch(batch)
+            if self.max_steps and self.step >= self.max_steps:
+                self.stop_training = True
+                break
+        logs = {"epoch": self.epoch + 1, **self.meter.logs(),
+                "lr": max(g["lr"] for g in self.optimizer.param_groups),
+                "trainable_params": count_parameters(self.model, trainable_only=True)}
+        if val_loader is not None:
+            logs.update(self._do_validate(val_loader))
+        logs["seconds"] = time.perf_counter() - start
+        logs["peak_mem_mb"] = self.memory.peak_mb()
+        self._event("on_epoch_end", logs)
+        self.history.epochs.append(logs)
+        return logs
+
+    def _do_one_batch(self, batch) -> None:
+        """One optimizer step: forward, task loss plus the callbacks' penalties, backward, clipping, step."""
+        batch = _to_device(batch, self.device, self.channels_last)
+        for cb in self.callbacks:
+            batch = cb.on_batch(self, batch)
+        self.batch = batch
+        inputs, targets = _split_batch(batch)
+        with self.memory.watch():  # on CPU, measures the first step as it runs
+            with self.autocast:
+                self.logits = _forward(self.model, inputs)
+                if self.step == 0:
+                    _check_targets(self.logits, targets)
+                self.task_loss = self.loss_fn(self.logits.float(), targets)
+            self.loss, penalties = self._add_penalties(self.task_loss)
+        self.penalty_loss = _sum_detached(penalties)
+        self._check_finite()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss.backward()
+        self._event("on_after_backward")
+        if self.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
+        self._event("on_before_step")
+        self.optimizer.step()
+        self.step += 1
+        self.memory.record(self.model, self.optimizer)
+        self.meter.add(self.task_loss, self.penalty_loss, self.logits, targets)
+        self._event("on_batch_end")
+
+    def _add_penalties(self, task_loss: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """(task loss + every callback's penalty, the list of penalties that callbacks gave)."""
+        loss, penalties = task_loss, []
+        for cb in self.callbacks:
+            extra = cb.penalty(self) if hasattr(cb, "penalty") else None
+            if extra is not None:
+                loss = loss + extra
+                penalties.append(extra)
+        return loss, penalties
+
+    def _check_finite(self) -> None:
+        if not torch.isfinite(self.loss):
+            raise FloatingPointError(
+                f"The loss became {float(self.loss.detach())} at epoch {self.epoch + 1}: the learning rate "
+                f"({self.base_lr}) is probably too high for this model. Try a 10x smaller lr.")
+
+    def _do_validate(self, val_loader: Iterable) -> dict:
+        """Validation loss and accuracy, in eval mode (the training mode is restored)."""
+        val = evaluate(self.model, val_loader, self.device, self.loss_fn)
+        return {"val_loss": val["loss"], "val_acc": val["acc"]}
+
+
+def _sum_detached(values: list):
+    """The sum of the penalties, outside autograd (None when there are none; one penalty is returned as it is)."""
+    if len(values) <= 1:
+        return values[0] if values else None
+    with torch.no_grad():
+        return sum(v.detach() if torch.is_tensor(v) else v for v in values)
+
+
+class _EpochMeter:
+    """Running sums over one epoch's training batches, weighted by batch size: task loss, penalty, accuracy."""
+
+    def __init__(self):
+        self.loss = self.penalty = 0.0
+        self.correct = self.seen = 0
+        self.has_penalty = False
+
+    def add(self, task_loss: torch.Tensor, penalty, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        n = targets.shape[0]
+        self.loss += float(task_loss.detach()) * n
+        if penalty is not None:
+            self.has_penalty = True
+            self.penalty += float(penalty.detach() if torch.is_tensor(penalty) else penalty) * n
+        self.correct += int((logits.detach().argmax(-1)[:n] == targets).sum())
+        self.seen += n
+
+    def logs(self) -> dict:
+        """train_loss is the task loss alone; penalty (only when a callback adds one) is logged next to it."""
+        seen = max(self.seen, 1)
+        out = {"train_loss": self.loss / seen}
+        if self.has_penalty:
+            out["penalty"] = self.penalty / seen
+        out["train_acc"] = self.correct / seen
+        return out
+
+
+def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
+    """Bytes of per-parameter optimizer state: AdamW keeps 2 tensors per parameter, SGD with momentum 1, plain
+    SGD none (step counters are not counted)."""
+    total = 0
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for key, value in optimizer.state.get(p, {}).items():
+                if key != "step" and torch.is_tensor(value) and value.shape == p.shape:
+                    total += value.numel() * value.element_size()
+    return total
+
+
+class MemoryProbe:
+    """Peak training memory of a fit. CUDA: the allocator's peak. CPU: the first step, measured as it runs.
+
+    watch() wraps the forward pass and the loss of the first step; record() then adds weights, gradients and the
+    optimizer state the optimizer actually keeps (see `measure_training_memory` for the parts).
+    """
+
+    def __init__(self, device: torch.device, enabled: bool = True):
+        self.device = device
+        self.enabled = enabled and device.type != "cuda"
+        self.cpu_mb = float("nan")
+        self._probe: _ForwardMemory | None = None
+
+    def start(self) -> "MemoryProbe":
+        """Start counting from here (CUDA: reset the allocator's peak)."""
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def watch(self):
+        if self.enabled and math.isnan(self.cpu_mb):
+            self._probe = _ForwardMemory()
+            return self._probe
+        return contextlib.nullcontext()
+
+    def record(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        if self._probe is not None:
+            parts = self._probe.parts(model, optimizer_state_bytes=_optimizer_state_bytes(optimizer))
+            self.cpu_mb, self._probe = parts["total_mb"], None
+
+    def peak_mb(self) -> float:
+        if self.device.type == "cuda":
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        return self.cpu_mb
 
 
 def _make_optimizer_factory(optimizer: str | Callable) -> Callable:
@@ -457,6 +659,42 @@ def _schedule_factor(kind: str | None, step: int, total: int, warmup: int) -> fl
     raise ValueError(f"Unknown scheduler {kind!r}: use None, 'cosine' or 'linear'.")
 
 
+class LRSchedule(Callback):
+    """Before every optimizer step, set each group's LR to its base_lr times the schedule at this step:
+    linear warmup over `warmup_steps`, then constant (None), "cosine" or "linear" decay to 0 at the last step."""
+
+    def __init__(self, kind: str | None = None, warmup_steps: int = 0):
+        if kind not in (None, "constant", "cosine", "linear"):
+            raise ValueError(f"Unknown scheduler {kind!r}: use None, 'cosine' or 'linear'.")
+        self.kind, self.warmup_steps = kind, int(warmup_steps)
+
+    def on_before_step(self, trainer):
+        factor = _schedule_factor(self.kind, trainer.step, trainer.total_steps or 1, self.warmup_steps)
+        for g in trainer.optimizer.param_groups:
+            g["lr"] = g.get("base_lr", g["lr"]) * factor
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the fit's steps, with the epoch and the current loss."""
+
+    def __init__(self):
+        self.bar = None
+
+    def on_fit_start(self, trainer):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=trainer.total_steps or None, desc="fit", leave=False)
+
+    def on_batch_end(self, trainer):
+        self.bar.update(1)
+        self.bar.set_postfix(epoch=trainer.epoch + 1, loss=f"{float(trainer.loss.detach()):.3f}")
+
+    def on_fit_end(self, trainer):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 class _LivePlot(Callback):
     """Redraws the loss curves in the notebook at the end of each epoch."""
 
@@ -477,6 +715,34 @@ class _LivePlot(Callback):
         plt.close(fig)
 
 
+def _total_steps(train_loader: Iterable, num_epochs: int, max_steps: int | None) -> int:
+    """Optimizer steps the fit will take (0 when the loader has no length and there is no max_steps)."""
+    try:
+        total = len(train_loader) * num_epochs  # type: ignore[arg-type]
+    except TypeError:
+        total = 0
+    return min(total or max_steps, max_steps) if max_steps else total
+
+
+def _check_fit_arguments(num_epochs: int, bn_policy: str, early_stopping, val_loader) -> None:
+    if num_epochs < 1:
+        raise ValueError(f"num_epochs must be at least 1, got {num_epochs}.")
+    if bn_policy not in ("freeze", "train"):
+        raise ValueError(f"bn_policy must be 'freeze' or 'train', got {bn_policy!r}.")
+    if early_stopping and val_loader is None:
+        raise ValueError("early_stopping needs a val_loader to watch.")
+
+
+def _place_model(model: nn.Module, device: torch.device, amp, channels_last) -> tuple[bool, bool]:
+    """Move the model to `device` (NHWC when channels_last is on); returns (use_amp, use_channels_last)."""
+    model.to(device)
+    use_amp = device.type == "cuda" if amp == "auto" else bool(amp)
+    use_cl = device.type == "cuda" if channels_last == "auto" else bool(channels_last)
+    if use_cl:
+        model.to(memory_format=torch.channels_last)
+    return use_amp, use_cl
+
+
 def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = None, *, num_epochs: int = 5,
         lr: float = 1e-3, optimizer: str | Callable = "adamw", weight_decay: float = 0.0,
         param_groups: list[dict] | Callable | None = None, scheduler: str | None = None, warmup_steps: int = 0,
@@ -490,133 +756,36 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     bn_policy: "freeze" keeps BatchNorm layers whose parameters are frozen in eval mode (running statistics
         unchanged); "train" lets them update like the rest (the pitfall notebook shows the cost).
     amp / channels_last: "auto" turns them on for CUDA only (bfloat16 autocast, NHWC memory layout).
-    early_stopping: patience in epochs on val_loss (needs val_loader); the best weights are restored.
+    early_stopping: patience in epochs on val_loss (needs val_loader); the best weights are restored, also when
+        the fit is interrupted (an exception, or the notebook's stop button).
     max_steps: stop after this many optimizer steps (benchmarks, smoke tests).
+    History records train_loss (the task loss alone) and, when a callback adds one, the penalty next to it.
     """
-    if num_epochs < 1:
-        raise ValueError(f"num_epochs must be at least 1, got {num_epochs}.")
-    if bn_policy not in ("freeze", "train"):
-        raise ValueError(f"bn_policy must be 'freeze' or 'train', got {bn_policy!r}.")
+    _check_fit_arguments(num_epochs, bn_policy, early_stopping, val_loader)
     device = resolve_device(device)
-    model.to(device)
-    use_amp = device.type == "cuda" if amp == "auto" else bool(amp)
-    use_cl = device.type == "cuda" if channels_last == "auto" else bool(channels_last)
-    if use_cl:
-        model.to(memory_format=torch.channels_last)
-    loss_fn = loss_fn or nn.functional.cross_entropy
-    callbacks = list(callbacks)
-    if early_stopping:
-        if val_loader is None:
-            raise ValueError("early_stopping needs a val_loader to watch.")
-        callbacks.append(EarlyStopping(patience=int(early_stopping)))
-    if live_plot:
-        callbacks.append(_LivePlot())
-
+    use_amp, use_cl = _place_model(model, device, amp, channels_last)
     trainer = Trainer(model, _make_optimizer_factory(optimizer), lr, weight_decay, param_groups, device)
-    try:
-        steps_per_epoch = len(train_loader)  # type: ignore[arg-type]
-    except TypeError:
-        steps_per_epoch = 0
-    trainer.total_steps = steps_per_epoch * num_epochs
-    if max_steps:
-        trainer.total_steps = min(trainer.total_steps or max_steps, max_steps)
+    trainer.loss_fn = loss_fn or nn.functional.cross_entropy
+    if use_amp:
+        trainer.autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    trainer.channels_last, trainer.bn_policy, trainer.max_grad_norm = use_cl, bn_policy, max_grad_norm
+    trainer.max_steps, trainer.total_steps = max_steps, _total_steps(train_loader, num_epochs, max_steps)
+    trainer.callbacks = [LRSchedule(scheduler, warmup_steps), *callbacks,
+                         *([EarlyStopping(patience=int(early_stopping))] if early_stopping else []),
+                         *([_LivePlot()] if live_plot else []),
+                         *([ProgressBar()] if progress_enabled(progress) else [])]
 
-    for cb in callbacks:
-        cb.on_fit_start(trainer)
-    history = trainer.history
-    history.total_params = count_parameters(model)
-
-    bar = None
-    if progress_enabled(progress):
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=trainer.total_steps or None, desc="fit", leave=False)
-
-    cpu_memory_mb = float("nan")
-    fit_start = time.perf_counter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if use_amp
-                else contextlib.nullcontext())
+    trainer._event("on_fit_start")
+    trainer.history.total_params = count_parameters(model)
+    trainer.memory = MemoryProbe(device, enabled=measure_memory).start()
+    start = time.perf_counter()
     try:
         for epoch in range(num_epochs):
             trainer.epoch = epoch
-            for cb in callbacks:
-                cb.on_epoch_start(trainer)
-            model.train()
-            if bn_policy == "freeze":
-                frozen_batchnorm_eval(model)
-            t0 = time.perf_counter()
-            total_loss, correct, seen = 0.0, 0, 0
-            for batch in train_loader:
-                batch = _to_device(batch, device, use_cl)
-                for cb in callbacks:
-                    batch = cb.on_batch(trainer, batch)
-                trainer.batch = batch
-                inputs, targets = _split_batch(batch)
-                # CPU memory: the first real step is measured as it runs (no extra pass)
-                probe = (_ForwardMemory() if measure_memory and device.type != "cuda" and math.isnan(cpu_memory_mb)
-                         else contextlib.nullcontext())
-                with probe:
-                    with autocast:
-                        logits = _forward(model, inputs)
-                        if trainer.step == 0:
-                            _check_targets(logits, targets)
-                        loss = loss_fn(logits.float(), targets)
-                    for cb in callbacks:
-                        extra = cb.penalty(trainer)
-                        if extra is not None:
-                            loss = loss + extra
-                trainer.loss, trainer.logits = loss, logits
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"The loss became {float(loss.detach())} at epoch {epoch + 1}: the learning rate ({lr}) is "
-                        "probably too high for this model. Try a 10x smaller lr.")
-                factor = _schedule_factor(scheduler, trainer.step, trainer.total_steps or 1, warmup_steps)
-                for g in trainer.optimizer.param_groups:
-                    g["lr"] = g.get("base_lr", g["lr"]) * factor
-                trainer.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                for cb in callbacks:
-                    cb.on_after_backward(trainer)
-                if max_grad_norm:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-                trainer.optimizer.step()
-                trainer.step += 1
-                if isinstance(probe, _ForwardMemory):
-                    cpu_memory_mb = probe.parts(model)["total_mb"]
-                n = targets.shape[0]
-                total_loss += float(loss.detach()) * n
-                correct += int((logits.detach().argmax(-1)[:n] == targets).sum())
-                seen += n
-                for cb in callbacks:
-                    cb.on_batch_end(trainer)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss.detach()):.3f}")
-                if max_steps and trainer.step >= max_steps:
-                    trainer.stop_training = True
-                    break
-            logs = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1), "train_acc": correct / max(seen, 1),
-                    "lr": max(g["lr"] for g in trainer.optimizer.param_groups),
-                    "trainable_params": count_parameters(model, trainable_only=True)}
-            if val_loader is not None:
-                val = evaluate(model, val_loader, device, loss_fn)
-                logs["val_loss"], logs["val_acc"] = val["loss"], val["acc"]
-            logs["seconds"] = time.perf_counter() - t0
-            logs["peak_mem_mb"] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-                                   else cpu_memory_mb)
-            for cb in callbacks:
-                cb.on_epoch_end(trainer, logs)
-            history.epochs.append(logs)
+            trainer._do_epoch(train_loader, val_loader)
             if trainer.stop_training:
                 break
-    finally:
-        if bar is not None:
-            bar.close()
-    for cb in callbacks:
-        cb.on_fit_end(trainer)
-    history.seconds = time.perf_counter() - fit_start
-    history.trainable_params = max(e["trainable_params"] for e in history.epochs) if history.epochs else 0
-    history.peak_mem_mb = max((e["peak_mem_mb"] for e in history.epochs), default=float("nan"))
-    return history
+    finally:  # also on an exception or KeyboardInterrupt: EarlyStopping puts the best weights back
+        trainer._event("on_fit_end")
+        trainer.history._finish(time.perf_counter() - start)
+    return trainer.history

@@ -7,6 +7,7 @@ load; a missing or corrupted file is retrained, never trusted.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit._io import atomic_path, atomic_write_text, file_lock
 from labkit.assets import Backbone, Preprocessing
 
 __all__ = ["SmallCNN", "small_cnn", "train_source_model", "fashion_source_model", "scrambled_source_model",
@@ -108,19 +110,29 @@ def train_source_model(name: str = "fashion04", classes=SOURCE_CLASSES, permute_
     Looks in the package's shipped checkpoints, then the cache, for `<name>.safetensors` + `<name>.json`
     (SHA-256, recipe, source test accuracy). A file whose hash or recipe does not match is retrained into the cache.
     """
-    from safetensors.torch import save_file
-
-    from labkit.data import make_loader
-    from labkit.train import evaluate, fit
-
     recipe = {"classes": list(classes), "permute_pixels": permute_pixels, "num_epochs": num_epochs,
               "n_train": n_train, "seed": seed, "version": 1}
     folder = models_dir() if out_dir is None else Path(out_dir)
     weights, meta_path = folder / f"{name}.safetensors", folder / f"{name}.json"
     model = small_cnn(len(classes), name=name, pretrained=True)
-    for where in ([] if force else [SHIPPED_DIR, folder]):
-        if load_verified(model, where, name, recipe, verbose):
+    if not force and load_verified(model, SHIPPED_DIR, name, recipe, verbose):
+        return model
+    # one process trains and writes a cached model at a time; one that waited here then finds it and loads it
+    shipping = folder.resolve() == SHIPPED_DIR  # no lock files inside the package
+    with contextlib.nullcontext() if shipping else file_lock(weights):
+        if not force and load_verified(model, folder, name, recipe, verbose):
             return model
+        return _train_and_save(name, classes, permute_pixels, num_epochs, n_train, seed, recipe, weights,
+                               meta_path, verbose)
+
+
+def _train_and_save(name, classes, permute_pixels, num_epochs, n_train, seed, recipe, weights: Path,
+                    meta_path: Path, verbose: bool) -> Backbone:
+    from safetensors.torch import save_file
+
+    from labkit.data import make_loader
+    from labkit.train import evaluate, fit
+
     if verbose:
         print(f"Training source model {name!r} once on Fashion-MNIST classes {list(classes)} "
               f"({'scrambled pixels, ' if permute_pixels else ''}{num_epochs} epochs); it is cached afterwards.")
@@ -133,12 +145,11 @@ def train_source_model(name: str = "fashion04", classes=SOURCE_CLASSES, permute_
     fit(model, make_loader(train, model, batch_size=128, shuffle=True, seed=seed), num_epochs=num_epochs,
         lr=2e-3, weight_decay=1e-4, scheduler="cosine", device="cpu", progress=False, measure_memory=False)
     acc = evaluate(model, make_loader(test, model, batch_size=512), device="cpu")["acc"]
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(tmp))
-    os.replace(tmp, weights)
-    meta_path.write_text(json.dumps({"recipe": recipe, "sha256": _sha256(weights), "source_test_acc": acc},
-                                    indent=2))
+    # weights first, then the metadata that vouches for them: each file is replaced whole, never half-written
+    with atomic_path(weights) as tmp:
+        save_file({k: v.contiguous() for k, v in model.net.state_dict().items()}, str(tmp))
+    atomic_write_text(meta_path, json.dumps({"recipe": recipe, "sha256": _sha256(weights),
+                                             "source_test_acc": acc}, indent=2))
     model.source_accuracy = acc
     return model
 

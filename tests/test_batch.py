@@ -221,6 +221,43 @@ def test_report_aggregates_seeds_and_flags_numbers_outside_bands(tmp_path):
     assert band_verdict(0.8, [0.7, 0.95]).startswith("ok") and band_verdict(0.8, None) == ""
 
 
+def test_report_judges_claims_over_seeds_with_the_one_rule(tmp_path):
+    from labkit.claims import judge
+
+    def claim(effect):
+        return dict(judge("c1", "A beats B", source="t", effects=[effect], ses=[0.015], n_items=500,
+                          region=(0.0, None)).to_dict(), notebook="nb")
+
+    effects = [0.05, -0.02, 0.06, 0.0, 0.03]  # seed 0 alone holds; the spread over seeds does not
+    runs = [{"run_id": f"nb__seed={s}", "notebook": "nb", "status": "done", "parameters": {"seed": s},
+             "numbers": {"acc": 0.5}, "claims": [claim(e)]} for s, e in enumerate(effects)]
+    assert runs[0]["claims"][0]["verdict"] == "holds"
+    info = write_report(tmp_path, "demo", runs, ["seed"], "quick", {})
+    report = (tmp_path / "report.md").read_text()
+    assert report.index("## Claims checked over seeds") < report.index("## Summary")
+    assert "**0 hold, 0 fail, 1 unresolved**" in report
+    assert "single runs: 3 holds, 2 unresolved" in report
+    (row,) = info["claims"]
+    assert row["n_seeds"] == 5 and row["verdict"] == "unresolved" and "seeds" in row["resolve"]
+    assert "c1" in (tmp_path / "claims.csv").read_text()
+
+    from labkit.batch_report import publish_claims
+
+    page = publish_claims(info["claims"], tmp_path / "docs" / "claims.md", "labkit batch spec.yaml", runs, "quick")
+    text = page.read_text()
+    assert text.startswith("# The course's claims over seeds") and "**0 hold, 0 fail, 1 unresolved**" in text
+    assert "seeds [0, 1, 2, 3, 4]" in text and "Reproduce: `labkit batch spec.yaml`" in text
+    assert (tmp_path / "docs" / "claims.csv").is_file()
+    from labkit.batch_report import update_readme_claims
+
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- claims:start -->\nstale line\n<!-- claims:end -->\nrest\n")
+    assert update_readme_claims(readme, page, info["claims"], "quick", 5)
+    text = readme.read_text()
+    assert "Over 5 seeds (quick tier" in text and "0 hold, 0 fail, 1 unresolved" in text and "stale line" not in text
+    assert "[docs/claims.md](docs/claims.md)" in text and text.endswith("rest\n")
+
+
 def test_gpu_detection_and_pinning(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
     assert detect_gpus() == ["0", "1"]

@@ -1,4 +1,5 @@
-"""A real browser test: JupyterLab on loopback, Debian's Chromium driven by Playwright, a student answering a quiz."""
+"""A real browser test: JupyterLab on loopback, Debian's Chromium driven by Playwright: a student answering a quiz
+(and seeing it again after a kernel restart), and every bank laid out without overlapping options."""
 from __future__ import annotations
 
 import json
@@ -13,11 +14,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
-from labkit.quiz.bank import read_yaml, validate_source
+from labkit.quiz.bank import PACKAGE_BANKS, read_yaml, validate_source
 from labkit.release import dumps_notebook, release_notebook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,6 +79,23 @@ def _get(url: str) -> int:
         return r.status
 
 
+def _api(lab: dict, path: str, method: str = "GET"):
+    """Call the Jupyter server's REST API (token auth) and return the decoded JSON, or None."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(f"{lab['url']}{path}", method=method, data=b"" if method == "POST" else None,
+                                 headers={"Authorization": f"token {lab['token']}"})
+    with opener.open(req, timeout=60) as r:
+        body = r.read()
+    return json.loads(body) if body else None
+
+
+def _artifacts(lab: dict) -> Path:
+    """Where screenshots go: $LABKIT_TEST_ARTIFACTS when set, else the test's tmp folder."""
+    folder = Path(os.environ.get("LABKIT_TEST_ARTIFACTS") or lab["tmp"] / "artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def _write_settings(settings: Path) -> None:
     """Lab settings that keep a test deterministic: no news popup, every cell in the DOM."""
     for plugin, values in {
@@ -101,7 +118,8 @@ def lab(tmp_path):
     env = dict(os.environ, HOME=str(home), JUPYTER_CONFIG_DIR=str(home / ".jupyter"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "workspaces"), LABKIT_RESPONSES_DIR=str(responses),
-               LABKIT_STUDENT_ID=STUDENT, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+               LABKIT_STUDENT_ID=STUDENT,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         env.pop(var, None)
     log = (tmp_path / "lab.log").open("w")
@@ -208,6 +226,26 @@ def test_student_answers_quiz_in_jupyterlab(lab):
             expect(feedback).to_contain_text("Correct", timeout=60_000)
             right_feedback = feedback.inner_text()
             page.screenshot(path=str(shot), full_page=True)
+
+            # a kernel restart, then the same cells again: the quiz shows the earlier answer and score
+            kernel = next(s["kernel"]["id"] for s in _api(lab, "/api/sessions") if s["path"].endswith(nb_path.name))
+            _api(lab, f"/api/kernels/{kernel}/restart", method="POST")
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+            _run_cell(page, 0)
+            _run_cell(page, quiz_index)
+            quiz_cell = page.locator(".jp-Notebook .jp-CodeCell").nth(quiz_index)
+            expect(quiz_cell.locator(".labkit-score")).to_contain_text("earlier answers included", timeout=TIMEOUT_MS)
+            restored_score = quiz_cell.locator(".labkit-score").inner_text()
+            box = quiz_cell.locator(f".labkit-q-{QUESTION}")
+            expect(box.locator(".labkit-feedback")).to_contain_text("Correct", timeout=60_000)
+            restored_feedback = box.locator(".labkit-feedback").inner_text()
+            checked = box.locator(".labkit-option input:checked")
+            expect(checked).to_have_count(1)
+            restored_choice = box.locator(".labkit-option", has=page.locator("input:checked")).inner_text()
+            box.scroll_into_view_if_needed()
+            box.screenshot(path=str(_artifacts(lab) / "quiz_restored.png"))
+            print(f"screenshot of the restored question: {_artifacts(lab) / 'quiz_restored.png'}")
+            page.screenshot(path=str(shot), full_page=True)
         except Exception:
             page.screenshot(path=str(shot), full_page=True)  # the page as it was, for the failure report
             print(f"screenshot of the failure: {shot}")
@@ -221,3 +259,111 @@ def test_student_answers_quiz_in_jupyterlab(lab):
     mine = [r for r in records if r["question"] == QUESTION]
     assert [(r["answer"], r["correct"]) for r in mine] == [(wrong, False), (right, True)]
     assert all(r["student_id"] == STUDENT and r["bank"] == "00" for r in mine)
+    # after the restart: the right answer is ticked again, with its feedback and the score, and nothing new recorded
+    assert restored_choice.strip() == right.strip()
+    assert "earlier answer" in restored_feedback and "300 images" in restored_feedback
+    assert "Score: 1/" in restored_score
+    assert len((lab["responses"] / f"{STUDENT}.jsonl").read_text().splitlines()) == len(records)
+
+
+# measured in the page, in one go (nothing scrolls in between): every option row, its text and its checkbox
+_MEASURE_JS = """
+() => [...document.querySelectorAll('.labkit-quiz .labkit-question')].map(q => ({
+  question: [...q.classList].find(c => c.startsWith('labkit-q-')),
+  options: [...q.querySelectorAll('.labkit-option')].map(o => {
+    const label = o.querySelector('label.widget-label-basic'), text = label.querySelector('span'),
+          input = label.querySelector('input');
+    const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    return {text: text.textContent, row: box(o), label: box(label), span: box(text), input: box(input),
+            lineHeight: parseFloat(getComputedStyle(text).lineHeight) || 16,
+            clipped: text.scrollWidth > text.clientWidth + 1 || text.scrollHeight > text.clientHeight + 1,
+            whiteSpace: getComputedStyle(text).whiteSpace};
+  }),
+}))
+"""
+
+
+def _overlap(a, b) -> bool:
+    """Whether two [left, top, right, bottom] boxes share more than a pixel of area."""
+    return min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
+
+
+def _inside(inner, outer, slack=1.0) -> bool:
+    return (inner[0] >= outer[0] - slack and inner[1] >= outer[1] - slack and inner[2] <= outer[2] + slack
+            and inner[3] <= outer[3] + slack)
+
+
+def test_every_bank_lays_out_options_without_overlap(lab):
+    """All banks in one notebook at 1300 px: option texts wrap inside their own rows, no two texts overlap, and
+    every option's checkbox is visible and would receive a click."""
+    banks = sorted(p.stem for p in PACKAGE_BANKS.glob("*.yaml"))
+    nb_path = lab["root"] / "all_quizzes.ipynb"
+    src = ("from labkit.quiz import show_quiz\n"
+           f"quizzes = [show_quiz(bank, student_id='layout-check') for bank in {banks!r}]")
+    nb_path.write_text(json.dumps({
+        "cells": [{"cell_type": "code", "execution_count": None, "id": "allbanks", "metadata": {}, "outputs": [],
+                   "source": src}],
+        "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+                     "language_info": {"name": "python"}},
+        "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
+    shots = _artifacts(lab)
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(lab["tmp"] / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport={"width": 1300, "height": 2400})  # tall: one screenshot holds a whole bank
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{lab['url']}/lab/tree/{nb_path.name}?token={lab['token']}")
+            page.locator(".jp-Notebook .jp-CodeCell").first.wait_for()
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+            _run_cell(page, 0)
+            expect(page.locator(".labkit-quiz")).to_have_count(len(banks), timeout=TIMEOUT_MS)
+            expect(page.locator(".labkit-quiz .labkit-question").last.locator(".labkit-check")).to_be_visible()
+            page.wait_for_timeout(500)  # let the last rows settle their layout
+            measured = page.evaluate(_MEASURE_JS)
+            for i, bank in enumerate(banks):
+                quiz = page.locator(".labkit-quiz").nth(i)
+                quiz.scroll_into_view_if_needed()
+                quiz.screenshot(path=str(shots / f"quiz_{bank}.png"))
+            options = page.locator(".labkit-quiz .labkit-option input[type='checkbox']")
+            n_options = options.count()
+            for k in range(n_options):
+                control = options.nth(k)
+                expect(control).to_be_visible()
+                control.click(trial=True, timeout=30_000)  # actionable: visible, enabled, not covered by anything
+        except Exception:
+            page.screenshot(path=str(shots / "failure.png"))
+            print(f"screenshot of the failure: {shots / 'failure.png'}")
+            raise
+        finally:
+            context.close()
+    print(f"quiz screenshots: {shots}/quiz_*.png")
+
+    expected = sum(len(q["options"]) for b in banks
+                   for q in validate_source(read_yaml(REPO / "solutions" / "quiz" / f"{b}.yaml"), b)
+                   if q["kind"] in ("single", "multiple"))
+    rows = [o for q in measured for o in q["options"]]
+    assert len(rows) == n_options == expected
+    problems = []
+    for q in measured:
+        opts = q["options"]
+        for o in opts:
+            name = f"{q['question']}: {o['text'][:50]!r}"
+            if o["clipped"] or o["whiteSpace"] == "nowrap":
+                problems.append(f"{name}: text is cut off or does not wrap ({o['whiteSpace']})")
+            if not _inside(o["span"], o["label"]) or not _inside(o["label"], o["row"]):
+                problems.append(f"{name}: text sticks out of its row")
+            w, h = o["input"][2] - o["input"][0], o["input"][3] - o["input"][1]
+            if w < 8 or h < 8:
+                problems.append(f"{name}: checkbox is {w:.0f} x {h:.0f} px")
+        for a in range(len(opts)):
+            for b in range(a + 1, len(opts)):
+                if _overlap(opts[a]["span"], opts[b]["span"]) or _overlap(opts[a]["row"], opts[b]["row"]):
+                    problems.append(f"{q['question']}: options {a + 1} and {b + 1} overlap")
+    spans = [o["span"] for o in rows]
+    problems += [f"option texts {a} and {b} overlap" for a in range(len(spans)) for b in range(a + 1, len(spans))
+                 if _overlap(spans[a], spans[b])]
+    assert problems == [], "\n".join(problems)
+    wrapped = [o for o in rows if o["span"][3] - o["span"][1] > 1.6 * o["lineHeight"]]
+    assert wrapped, "no option text wrapped at 1300 px: the long options should take two lines or more"

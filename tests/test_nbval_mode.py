@@ -47,3 +47,20 @@ def test_masking_hides_numbers_but_keeps_verdicts():
     assert sanitize(recorded, *masked) == sanitize(other_cpu, *masked)
     assert sanitize(recorded, *masked) != sanitize(flipped, *masked)
     assert sanitize(recorded, *masked) != sanitize(recorded.replace("3 of 4", "2 of 4"), *masked)
+
+
+def test_masking_hides_the_settle_hint_of_an_unresolved_claim_but_not_its_verdict():
+    masked = ("nbval_sanitize.cfg", "nbval_sanitize_numbers.cfg")
+    recorded = "unresolved: about 1,419 test items would settle it (here 500)"
+    other_cpu = "unresolved: about 1,389 test items would settle it (here 500)"
+    assert sanitize(recorded, *masked) == sanitize(other_cpu, *masked)
+    assert sanitize(recorded, *masked) != sanitize("holds", *masked)
+    assert sanitize("about 7 seeds would settle it", *masked) == sanitize("about 12 seeds would settle it", *masked)
+
+
+def test_masking_hides_verdicts_at_the_edge_and_the_counts_they_feed():
+    masked = ("nbval_sanitize.cfg", "nbval_sanitize_numbers.cfg")
+    here = "<td>unresolved (at the edge): about 190 test items would settle it (here 160)</td> 5 hold, 1 fail, 2 unresolved"
+    there = "<td>holds (at the edge)</td> 6 hold, 1 fail, 1 unresolved"
+    assert sanitize(here, *masked) == sanitize(there, *masked)
+    assert sanitize("<td>holds</td>", *masked) != sanitize("<td>fails</td>", *masked)

@@ -37,8 +37,37 @@ def compiled_bank(tmp_path, *questions) -> "object":
 
 @pytest.mark.parametrize("path", SOURCE_BANKS, ids=lambda p: p.name)
 def test_repo_banks_are_valid_and_have_four_questions(path):
-    questions = validate_source(yaml.safe_load(path.read_text(encoding="utf-8")), path.stem)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    questions = validate_source(data, path.stem)
     assert len(questions) >= 4, f"{path.name}: every notebook's bank needs at least four questions"
+    for q in data["questions"]:  # "Text: more text" unquoted is a YAML mapping, not an option
+        for option in q.get("options") or []:
+            assert isinstance(option, str), f"{path.name}, {q['id']}: quote the option {option!r}"
+
+
+def _single_choice_length_ranks() -> dict[str, int]:
+    """bank/question -> where the right answer ranks by length among its options (1 = longest, ties count as 1)."""
+    ranks = {}
+    for path in SOURCE_BANKS:
+        for q in validate_source(yaml.safe_load(path.read_text(encoding="utf-8")), path.stem):
+            if q["kind"] == "single":
+                right = len(q["answer"])
+                ranks[f"{path.stem}/{q['id']}"] = 1 + sum(len(o) > right for o in q["options"])
+    return ranks
+
+
+def test_length_does_not_give_the_answer_away():
+    """Across every bank, the right answer is the longest option in at most a third of single-choice questions,
+    and no length rank (e.g. second longest) holds the right answer in more than half of them."""
+    ranks = _single_choice_length_ranks()
+    assert len(ranks) >= 6
+    longest = sorted(q for q, r in ranks.items() if r == 1)
+    assert len(longest) <= len(ranks) / 3, (
+        f"the right answer is the longest option in {len(longest)} of {len(ranks)} single-choice questions "
+        f"({', '.join(longest)}); lengthen a distractor (keep it plausible and wrong)")
+    for rank in set(ranks.values()):
+        at = sorted(q for q, r in ranks.items() if r == rank)
+        assert len(at) <= len(ranks) / 2, f"the right answer has length rank {rank} in {len(at)} questions: {at}"
 
 
 def test_bank_00_covers_the_seed_questions():
@@ -166,7 +195,8 @@ def _released_files():
 
 @pytest.mark.parametrize("path", SOURCE_BANKS, ids=lambda p: p.name)
 def test_no_plaintext_key_in_any_released_file(path):
-    """Explanations (which give the answer away) and numeric / multiple-choice keys never reach labkit/ or notebooks/."""
+    """Explanations (which give the answer away) and numeric / multiple-choice keys never reach labkit/ or
+    notebooks/."""
     secrets_ = []
     for q in validate_source(yaml.safe_load(path.read_text(encoding="utf-8")), path.stem):
         if q["kind"] == "text":

@@ -1,16 +1,22 @@
-"""`labkit quiz grade`: many students' files to a CSV and a per-question summary; corrupted lines skipped."""
+"""`labkit quiz grade`: many students' files to a per-answer CSV, a per-question summary, scores per bank (plain and
+Canvas CSV) and a report of common wrong answers; corrupted lines skipped."""
 from __future__ import annotations
 
 import csv
+import html
 import json
+from pathlib import Path
 
 import pytest
 
 from labkit.cli import main
-from labkit.quiz.grade import grade_dir
+from labkit.quiz.bank import read_yaml, validate_source
+from labkit.quiz.grade import grade, grade_dir
 from labkit.quiz.widgets import show_quiz
 
-RIGHT = "Freeze the backbone, train a linear head on its features, and only then consider unfreezing the top block with a small learning rate."
+REPO = Path(__file__).resolve().parents[1]
+RIGHT = ("Freeze the backbone, train a linear head on its features, and only then consider unfreezing the top block "
+         "with a small learning rate.")
 WRONG = "Train the whole network from scratch, so that ImageNet habits do not get in the way."
 
 
@@ -70,3 +76,85 @@ def test_cli_validate(tmp_path, capsys):
     bad.write_text("questions:\n  - {id: q1, kind: single, prompt: P, options: [x, y], answer: z, explanation: E}\n")
     assert main(["quiz", "validate", str(bad)]) == 1
     assert "question 'q1': answer 'z' is not among the options" in capsys.readouterr().err
+
+
+def _source_question(bank_id, question_id):
+    return next(q for q in validate_source(read_yaml(REPO / "solutions" / "quiz" / f"{bank_id}.yaml"), bank_id)
+                if q["id"] == question_id)
+
+
+@pytest.fixture
+def course_dir(tmp_path):
+    """Three students' response files over banks 00 and 02."""
+    high_lr = _source_question("02", "high-lr-corruption")
+    high_lr_wrong = next(o for o in high_lr["options"] if o != high_lr["answer"])
+    plan = {
+        "ada": [("00", "satellite-strategy", RIGHT), ("00", "bert-lr", "3e-5"),
+                ("02", "high-lr-corruption", high_lr["answer"]),
+                ("00", "acoustic-anomaly-design", "Audio embeddings.")],
+        "bob": [("00", "satellite-strategy", WRONG), ("00", "satellite-strategy", RIGHT), ("00", "bert-lr", "1e-3"),
+                ("02", "high-lr-corruption", high_lr_wrong)],
+        "cy": [("00", "satellite-strategy", WRONG), ("00", "bert-lr", "1e-3"), ("00", "bert-lr", "0.1"),
+               ("02", "high-lr-corruption", high_lr_wrong)],
+    }
+    d = tmp_path / "collected"
+    for student, answers in plan.items():
+        quizzes = {b: show_quiz(b, student_id=student, responses=d / "inbox", display=False) for b in ("00", "02")}
+        for bank_id, question, answer in answers:
+            quizzes[bank_id].answer(question, answer)
+    return d, high_lr_wrong
+
+
+def test_scores_per_student_and_bank(course_dir):
+    d, _ = course_dir
+    grades = grade(d)
+    assert grades.students == ["ada", "bob", "cy"]
+    assert {b: info["points"] for b, info in grades.banks.items()} == {"00": 5, "02": 5}
+    assert grades.scores == {"ada": {"00": 2, "02": 1}, "bob": {"00": 1, "02": 0}, "cy": {"00": 0, "02": 0}}
+    assert [grades.total(s) for s in grades.students] == [3, 1, 0] and grades.points_possible == 10
+    assert grades.wrong[("00", "satellite-strategy")] == {WRONG: 2}
+    assert grades.wrong[("00", "bert-lr")] == {"0.001": 2, "0.1": 1}
+    assert ("00", "acoustic-anomaly-design") not in grades.wrong  # free text has no wrong answers
+
+
+def test_cli_grade_writes_scores_canvas_and_reports(course_dir, tmp_path, capsys):
+    d, high_lr_wrong = course_dir
+    out = tmp_path / "out" / "grades.csv"
+    assert main(["quiz", "grade", str(d), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "grades_canvas.csv" in printed and "grades_report.html" in printed
+
+    scores = list(csv.reader((tmp_path / "out" / "grades_scores.csv").open()))
+    assert scores == [["student_id", "quiz_00", "quiz_02", "total"],
+                      ["ada", "2", "1", "3"], ["bob", "1", "0", "1"], ["cy", "0", "0", "0"]]
+
+    canvas = list(csv.reader((tmp_path / "out" / "grades_canvas.csv").open()))
+    title00, title02 = "Quiz 00: transfer learning, first principles", "Quiz 02: freeze strategies"
+    assert canvas[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", title00, title02]
+    assert canvas[1][0].strip() == "Points Possible" and canvas[1][1:] == ["", "", "", "", "5", "5"]
+    assert canvas[2:] == [["ada", "", "ada", "", "", "2", "1"], ["bob", "", "bob", "", "", "1", "0"],
+                          ["cy", "", "cy", "", "", "0", "0"]]
+
+    md = (tmp_path / "out" / "grades_report.md").read_text()
+    assert "3 students, 10 points in 2 banks." in md
+    row = next(line for line in md.splitlines() if "**satellite-strategy**" in line)
+    assert "| single | 3 | 66.7 % | 33.3 % | 1.33 |" in row and f"{WRONG} (2)" in row
+    bert = next(line for line in md.splitlines() if "**bert-lr**" in line)
+    assert bert.index("0.001 (2)") < bert.index("0.1 (1)")  # most common first
+    assert f"{high_lr_wrong} (2)" in md and "| 00 | Quiz 00: transfer learning, first principles | 5 | 1.00 | 0 |" in md
+    assert "not graded" in next(line for line in md.splitlines() if "**acoustic-anomaly-design**" in line)
+
+    page = (tmp_path / "out" / "grades_report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<h2>Quiz 02: freeze strategies</h2>" in page
+    assert f"{html.escape(WRONG)} (2)" in page and "66.7 %" in page
+
+
+def test_cli_grade_canvas_id_column(course_dir, tmp_path):
+    d, _ = course_dir
+    out = tmp_path / "g.csv"
+    assert main(["quiz", "grade", str(d), "--out", str(out), "--canvas-id", "SIS Login ID"]) == 0
+    canvas = list(csv.DictReader((tmp_path / "g_canvas.csv").open()))
+    assert [(r["Student"], r["SIS User ID"], r["SIS Login ID"]) for r in canvas[1:]] == [
+        ("ada", "", "ada"), ("bob", "", "bob"), ("cy", "", "cy")]
+    with pytest.raises(SystemExit):
+        main(["quiz", "grade", str(d), "--canvas-id", "Email"])

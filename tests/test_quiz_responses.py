@@ -1,16 +1,20 @@
-"""Quiz widgets and responses: feedback, the kernel-side object, atomic appends, unwritable paths."""
+"""Quiz widgets and responses: feedback, the kernel-side object, atomic appends, unwritable paths, private files,
+restored answers, shuffled options."""
 from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import stat
 import warnings
 
 import pytest
 
 from labkit.quiz.responses import append_line, read_records, resolve_student_id, response_path
-from labkit.quiz.widgets import show_quiz
+from labkit.quiz.widgets import QUIZ_CSS, OptionList, _markup, option_order, show_quiz
 
-RIGHT = "Freeze the backbone, train a linear head on its features, and only then consider unfreezing the top block with a small learning rate."
+RIGHT = ("Freeze the backbone, train a linear head on its features, and only then consider unfreezing the top block "
+         "with a small learning rate.")
 WRONG = "Train the whole network from scratch, so that ImageNet habits do not get in the way."
 
 
@@ -112,3 +116,110 @@ def test_concurrent_appends_never_interleave(tmp_path):
         warnings.simplefilter("error")  # a torn line would warn
         records = read_records(path)
     assert len(records) == 300
+
+
+def test_response_file_is_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("LABKIT_RESPONSES_DIR", str(tmp_path / "home" / ".labkit" / "responses"))
+    old = os.umask(0o022)  # the usual umask would give 0644 / 0755
+    try:
+        quiz = show_quiz("00", student_id="ada", display=False)
+        quiz.answer("satellite-strategy", RIGHT)
+        quiz.answer("satellite-strategy", WRONG)  # appending keeps the mode
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(quiz.path.stat().st_mode) == 0o600
+    for folder in (tmp_path / "home" / ".labkit", tmp_path / "home" / ".labkit" / "responses"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    saved = quiz.save(tmp_path / "elsewhere" / "copy.jsonl")
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    assert stat.S_IMODE(saved.parent.stat().st_mode) == 0o700
+
+
+def test_earlier_answers_and_score_are_restored_after_a_restart(responses):
+    first = show_quiz("00", student_id="ada", display=False)
+    first.answer("satellite-strategy", WRONG)
+    first.answer("satellite-strategy", RIGHT)
+    first.answer("bert-lr", "1e-3")  # wrong
+    opts = first.bank.question("bert-val-drop").options
+    first.answer("bert-val-drop", opts[:3])  # right
+    first.answer("acoustic-anomaly-design", "Audio embeddings and kNN distance.")
+    assert first.score() == (2, 5)
+
+    again = show_quiz("00", student_id="ada", display=False)  # a new kernel: a new Quiz on the same file
+    assert again.responses == [] and again.score() == (2, 5)
+    views = again.views
+    assert views["satellite-strategy"].value() == RIGHT
+    assert "earlier answer" in views["satellite-strategy"].feedback.value
+    restored = views["satellite-strategy"].feedback.value
+    assert "Correct" in restored and "300 images" in restored
+    assert sorted(views["bert-val-drop"].value()) == sorted(opts[:3])
+    assert float(views["bert-lr"].value()) == 1e-3 and "Not quite" in views["bert-lr"].feedback.value
+    assert views["acoustic-anomaly-design"].value() == "Audio embeddings and kNN distance."
+    assert views["normalisation-stats"].value() is None and views["normalisation-stats"].feedback.value == ""
+    assert "Score: 2/5" in again.score_label.value
+    again.answer("bert-lr", "3e-5")
+    assert again.score() == (3, 5) and "Score: 3/5" in again.score_label.value
+    assert [r["attempt"] for r in lines(responses / "ada.jsonl") if r["question"] == "bert-lr"] == [1, 2]
+    assert "restored" in repr(again)
+
+    other = show_quiz("00", student_id="bob", display=False)  # someone else's file: nothing restored
+    assert other.score() == (0, 5) and other.views["satellite-strategy"].value() is None
+
+
+def test_a_hand_edited_earlier_answer_is_rechecked(responses):
+    responses.mkdir(parents=True)
+    append_line(responses / "ada.jsonl", {"v": 1, "student_id": "ada", "bank": "00", "question": "satellite-strategy",
+                                          "kind": "single", "answer": WRONG, "correct": True, "attempt": 1})
+    append_line(responses / "ada.jsonl", {"v": 1, "student_id": "ada", "bank": "00", "question": "normalisation-stats",
+                                          "kind": "single", "answer": "an option that no longer exists",
+                                          "correct": True, "attempt": 1})
+    quiz = show_quiz("00", student_id="ada", display=False)
+    assert quiz.score() == (0, 5)
+    assert "Not quite" in quiz.views["satellite-strategy"].feedback.value
+    assert quiz.views["normalisation-stats"].value() is None
+
+
+def test_options_are_shuffled_per_student_and_question(responses):
+    bank_options = show_quiz("00", student_id="ada", display=False, shuffle=False).views["satellite-strategy"]
+    assert bank_options.input.options == bank_options.question.options
+    orders = {}
+    for student in ("ada", "bob", "cy", "dee", "eve", "fay"):
+        view = show_quiz("00", student_id=student, display=False).views["satellite-strategy"]
+        orders[student] = view.input.options
+        assert sorted(orders[student]) == sorted(view.question.options)
+        assert option_order(view.question.options, student, "00", "satellite-strategy") == orders[student]
+    again = show_quiz("00", student_id="ada", display=False).views["satellite-strategy"]
+    assert again.input.options == orders["ada"]  # the same order every time for a student
+    assert len({tuple(o) for o in orders.values()}) > 1  # and not the same order for everyone
+    quiz = show_quiz("00", student_id="bob", display=False)
+    assert quiz.answer("satellite-strategy", RIGHT).correct is True  # grading does not depend on the order
+    assert quiz.answer("bert-val-drop", quiz.bank.question("bert-val-drop").options[:3]).correct is True
+
+
+def test_each_option_is_its_own_row(responses):
+    quiz = show_quiz("00", student_id="ada", display=False)
+    view = quiz.views["satellite-strategy"]
+    assert isinstance(view.input, OptionList) and len(view.boxes) == 4
+    for box in view.boxes:
+        assert "labkit-option" in box._dom_classes and box.layout.width == "100%" and box.layout.height == "auto"
+    view.boxes[0].value = True
+    view.boxes[1].value = True  # single choice: ticking a row clears the other rows
+    assert [b.value for b in view.boxes] == [False, True, False, False]
+    assert view.value() == view.input.options[1]
+    multi = quiz.views["bert-val-drop"]
+    multi.boxes[0].value = multi.boxes[2].value = True
+    assert multi.value() == [multi.input.options[0], multi.input.options[2]]
+    pooled = show_quiz("01", student_id="ada", display=False).views["pooled-probe-caveats"]
+    shown = {o: b.description for o, b in zip(pooled.input.options, pooled.boxes)}
+    averaging = next(o for o in shown if o.startswith("Averaging"))
+    assert "*where*" in averaging and "<i>where</i>" in shown[averaging]  # options get the prompt markup
+    assert all(b.description_allow_html for b in pooled.boxes)
+    assert "white-space: normal" in QUIZ_CSS and "labkit-style" in quiz.widget.children[0]._dom_classes
+
+
+def test_prompt_markup():
+    assert _markup("Tick **all**, *then* `x * y` and _this_") == (
+        "Tick <b>all</b>, <i>then</i> <code>x * y</code> and <i>this</i>")
+    assert _markup("lambda/2 * sum (theta - theta*)^2 and snake_case_name") == (
+        "lambda/2 * sum (theta - theta*)^2 and snake_case_name")
+    assert _markup("<b>not html</b>\n\nnext") == "&lt;b&gt;not html&lt;/b&gt;<br><br>next"

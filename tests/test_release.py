@@ -64,7 +64,7 @@ def test_release_replaces_solutions_and_clears_exercise_outputs():
     cells = nb["cells"]
     assert len(cells) == 8  # the instructor-only cell is gone
     assert "_Write your answer here._" in src(cells[0])
-    assert cells[2]["outputs"] == [stream("6\n")] and cells[2]["execution_count"] == 1  # ordinary output kept
+    assert cells[2]["outputs"] == [] and cells[2]["execution_count"] is None  # ordinary output cleared too
     assert src(cells[3]) == "# YOUR CODE HERE\ntotal = None\nratio = None\na = None\nb = None"
     assert src(cells[4]) == "def double(x):\n    # YOUR CODE HERE\n    return None"
     assert src(cells[5]) == "# YOUR CODE HERE\nsquares = None\n"
@@ -73,6 +73,32 @@ def test_release_replaces_solutions_and_clears_exercise_outputs():
         assert "nbval-ignore-output" in cell["metadata"]["tags"]
     assert "widgets" not in nb["metadata"] and nb["metadata"]["labkit"]["generated_from"] == "solutions/99_fixture.ipynb"
     assert all("execution" not in c["metadata"] for c in cells)
+
+
+def test_released_notebook_has_no_outputs():
+    """A solution run with outputs everywhere gives a student notebook without any output or run number."""
+    nb = solution_nb()
+    for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        cell["outputs"] = cell["outputs"] or [stream(f"out {i}\n"),
+                                              {"data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"},
+                                               "metadata": {}, "output_type": "display_data"}]
+        cell["execution_count"] = i + 1
+    released = release_notebook(nb, "99_fixture.ipynb")
+    code_cells = [c for c in released["cells"] if c["cell_type"] == "code"]
+    assert len(code_cells) == 7
+    assert all(c["outputs"] == [] and c["execution_count"] is None for c in code_cells)
+    text = dumps_notebook(released)
+    assert '"output_type"' not in text and "out 0" not in text and "iVBORw0KGgo" not in text
+    assert [src(c) for c in code_cells][1] == "print(sum(range(4)))"  # sources other than solutions stay as they are
+    assert text == dumps_notebook(release_notebook(nb, "99_fixture.ipynb"))  # still byte-identical every time
+
+
+def test_repo_student_notebooks_have_no_outputs():
+    for path in sorted((REPO / "notebooks").glob("*.ipynb")):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        with_output = [i + 1 for i, c in enumerate(nb["cells"])
+                       if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
+        assert with_output == [], f"{path.name}: cells {with_output} have outputs; run `labkit release`"
 
 
 def test_release_is_deterministic():

@@ -33,11 +33,16 @@ def test_run_prints_numbers_writes_report_and_reports_the_failing_cell(course, t
     (out,) = list((tmp_path / "runs").iterdir())  # runs/<timestamp>/
     assert {"00_toy.ipynb", "00_toy.results.json", "00_toy.log", "report.md"} <= {p.name for p in out.iterdir()}
     assert json.loads((out / "00_toy.results.json").read_text())["numbers"]["score"] == 6.0  # -p x=3 reached it
-    assert "00_toy    score          6" in captured.out
+    assert "every number: " in captured.out  # the flat dump of metrics is in report.md and numbers.csv
     assert "In [4] `1 / 0  # the failing cell`: ZeroDivisionError: division by zero" in captured.out
     assert "01_broken" in captured.err
     report = (out / "report.md").read_text()
     assert "| 00_toy | score | 6 |" in report and "## Failures" in report and "ZeroDivisionError" in report
+    # the course ledger comes first: every recorded claim with its interval and verdict, then the count line
+    assert "Claims checked (the course ledger)" in captured.out and "1 hold, 0 fail, 0 unresolved" in captured.out
+    assert report.index("## Claims checked") < report.index("## Every recorded number")
+    assert "| toy | A beats B | toy |" in report and "**1 hold, 0 fail, 0 unresolved**" in report
+    assert "a-beats-b" in (out / "claims.csv").read_text() and "score" in (out / "numbers.csv").read_text()
     status = json.loads((out / "01_broken.status.json").read_text())
     assert status["status"] == "failed" and status["numbers"] == {}  # numbers of a failed run are not reported
 

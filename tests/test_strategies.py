@@ -9,8 +9,8 @@ import torch
 from labkit import zoo
 from labkit.data import ImageDataset
 from labkit.freeze import count_parameters
-from labkit.strategies import (SEED_MATRIX, Strategy, _fold_head, backbone_factory, crossover, label_curve,
-                               matrix_verdict, run_strategy, standard_strategies, training_memory, winner,
+from labkit.strategies import (ARTICLE_MATRIX, Strategy, _fold_head, backbone_factory, crossover, label_curve,
+                               run_strategy, standard_strategies, training_memory, winner,
                                with_min_steps)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -166,23 +166,6 @@ def test_crossover_and_winner():
     assert winner({"cheap": 0.80, "costly": 0.85}, tie=0.01) == "costly"
     with pytest.raises(ValueError):
         winner({})
-
-
-def test_matrix_verdict_judges_the_recommendation_at_the_noise_level():
-    families = {"fe": "feature extraction", "ft": "fine-tune", "scratch": "scratch"}
-    accs = {"fe": 0.70, "ft": 0.86, "scratch": 0.84}
-    v = matrix_verdict(accs, families, SEED_MATRIX[("small", "similar")], noise=0.03)
-    assert v["winner"] == "ft" and v["best"] == "ft" and not v["agrees"] and v["recommended_acc"] == 0.70
-    v = matrix_verdict(accs, families, SEED_MATRIX[("large", "different")], noise=0.03)
-    assert v["agrees"] and v["recommended_acc"] == 0.86
-    v = matrix_verdict(accs, families, ("scratch",), noise=0.03)  # 0.84 is within noise of 0.86
-    assert v["agrees"] and v["winner"] == "ft"
-    v = matrix_verdict(accs, families, ("feature extraction",), noise=0.2)
-    assert v["agrees"] and v["winner"] == "fe"  # the cheapest recipe within noise
-    with pytest.raises(ValueError, match="recommended family"):
-        matrix_verdict(accs, families, ("feature extraction (earlier depth)",), noise=0.03)
-    with pytest.raises(ValueError, match="No family"):
-        matrix_verdict({"other": 0.5}, families, ("fine-tune",), noise=0.03)
 
 
 def test_notebook_accepts_the_full_tier_parameters():

@@ -225,3 +225,88 @@ def test_cpu_memory_measure_counts_the_forward_workspace_of_frozen_layers():
     assert out["total"] == sum(out[p] for p in parts)
     assert out["gradients"] == (100 * 10 + 10) * 4 and out["optimizer_state"] == 2 * out["gradients"]
     assert all(p.grad is None for p in model.parameters())  # the measuring step leaves no gradients behind
+
+
+def _separable(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 5, generator=g)
+    y = (X[:, 0] > 0).long()
+    return [(X[i:i + 16], y[i:i + 16]) for i in range(0, n, 16)]
+
+
+def test_an_interrupted_fit_still_restores_the_best_weights():
+    """The notebook's stop button raises KeyboardInterrupt mid-fit: on_fit_end runs and the interrupt propagates."""
+    loader = _separable()
+    snapshots, seen = [], {}
+
+    class Score(labkit.Callback):  # a metric that is best at the first epoch
+        def on_epoch_end(self, trainer, logs):
+            logs["score"] = [0.9, 0.5, 0.7, 0.6][trainer.epoch]
+
+    class Snapshot(labkit.Callback):
+        def on_fit_start(self, trainer):
+            seen["trainer"] = trainer
+
+        def on_epoch_end(self, trainer, logs):
+            snapshots.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
+
+        def on_batch_end(self, trainer):
+            if trainer.epoch == 2 and trainer.step % len(loader) == 2:
+                seen["at_interrupt"] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+                raise KeyboardInterrupt
+
+    torch.manual_seed(0)
+    model = nn.Linear(5, 2)
+    stop = EarlyStopping(monitor="score", mode="max", patience=10)
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, loader, num_epochs=4, lr=0.1, callbacks=[Score(), stop, Snapshot()], device="cpu")
+    history = seen["trainer"].history
+    assert len(history.epochs) == 2 and history.best_epoch == 0 and len(snapshots) == 2
+    assert not torch.equal(seen["at_interrupt"]["weight"], snapshots[0]["weight"])  # training had moved on
+    assert all(torch.equal(v, snapshots[0][k]) for k, v in model.state_dict().items())
+    assert history.seconds > 0  # the history is closed too
+
+
+@pytest.mark.parametrize("optimizer, states", [("adamw", 2), ("sgd", 1),
+                                               (lambda groups: torch.optim.SGD(groups), 0)])
+def test_cpu_memory_counts_the_optimizer_state_actually_used(optimizer, states):
+    """AdamW keeps two tensors per trainable parameter, SGD with momentum one, plain SGD none."""
+    from labkit.train import MemoryProbe
+
+    recorded = {}
+    original = MemoryProbe.record
+
+    def spy(self, model, opt):
+        probe = self._probe
+        original(self, model, opt)
+        if probe is not None:
+            recorded.update(probe.parts(model), state=self.cpu_mb, optimizer=opt)
+
+    model = nn.Sequential(nn.Linear(5, 8), nn.ReLU(), nn.Linear(8, 2))
+    for p in model[0].parameters():
+        p.requires_grad_(False)  # frozen: no gradient, no optimizer state
+    MemoryProbe.record = spy
+    try:
+        hist = fit(model, _separable(), num_epochs=1, lr=0.01, optimizer=optimizer, device="cpu")
+    finally:
+        MemoryProbe.record = original
+    grads = (8 * 2 + 2) * 4
+    assert recorded["gradients"] == grads
+    expected = (recorded["total"] - recorded["optimizer_state"] + states * grads) / 2**20
+    assert hist.peak_mem_mb == pytest.approx(expected, rel=0, abs=1e-12)
+
+
+def test_history_logs_the_penalty_apart_from_the_task_loss():
+    loader = _separable()
+
+    class Pull(labkit.Callback):
+        def penalty(self, trainer):
+            return 0.5 * sum((p ** 2).sum() for p in trainer.model.parameters())
+
+    torch.manual_seed(0)
+    plain = fit(nn.Linear(5, 2), loader, num_epochs=1, lr=0.0, device="cpu")
+    torch.manual_seed(0)
+    pulled = fit(nn.Linear(5, 2), loader, num_epochs=1, lr=0.0, callbacks=[Pull()], device="cpu")
+    assert "penalty" not in plain.epochs[0] and pulled.epochs[0]["penalty"] > 0
+    # lr 0: the same weights throughout, so the task loss is the same with and without the penalty
+    assert pulled.epochs[0]["train_loss"] == pytest.approx(plain.epochs[0]["train_loss"])

@@ -172,13 +172,15 @@ def validate_source(data, bank_id: str) -> list[dict]:
         where = _where(bank_id, i, q.get("id"))
         unknown = sorted(set(q) - _SOURCE_KEYS)
         if unknown:
-            raise BankError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(_SOURCE_KEYS))}.")
+            raise BankError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                            f"allowed: {', '.join(sorted(_SOURCE_KEYS))}.")
         kind = q.get("kind")
         if kind not in KINDS:
             raise BankError(f"{where}: missing or unknown 'kind' {kind!r}; use one of {', '.join(KINDS)}.")
         for key in _REQUIRED[kind]:
             if q.get(key) in (None, "", []):
-                raise BankError(f"{where}: missing required key {key!r} (a {kind} question needs {', '.join(_REQUIRED[kind])}).")
+                raise BankError(f"{where}: missing required key {key!r} "
+                                f"(a {kind} question needs {', '.join(_REQUIRED[kind])}).")
         qid = str(q["id"])
         if not _ID_RE.match(qid):
             raise BankError(f"{where}: id must be lower-case letters, digits, '-' or '_' (e.g. 'bert-val-drop').")

@@ -40,12 +40,38 @@ def response_path(student_id: str, directory: str | Path | None = None) -> Path:
         Path(directory or default_responses_dir()) / f"{safe}.jsonl")
 
 
+FILE_MODE = 0o600  # answers are personal: only their owner reads them
+DIR_MODE = 0o700
+
+
+def _make_private_dirs(directory: Path) -> None:
+    """Create a folder and any missing parents, each one readable by its owner only."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        if directory.parent == directory:
+            break
+        directory = directory.parent
+    for d in reversed(missing):
+        try:
+            d.mkdir(mode=DIR_MODE)
+        except FileExistsError:  # another kernel made it in the meantime
+            continue
+        os.chmod(d, DIR_MODE)  # exactly 0700, whatever the umask
+
+
 def append_line(path: str | Path, record: dict) -> None:
-    """Append one JSON record as a single O_APPEND write, then fsync: concurrent writers never interleave."""
+    """Append one JSON record as a single O_APPEND write, then fsync: concurrent writers never interleave.
+
+    A new file is created 0600 and new folders 0700; existing ones keep their permissions."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_private_dirs(path.parent)
     line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # exactly 0600, whatever the umask
+    except FileExistsError:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
         written = os.write(fd, line)
         if written != len(line):  # a short write on a full disk: say so rather than leave half a line silently

@@ -1,4 +1,6 @@
-"""`labkit doctor`: what this machine can run — versions, device, online or offline, usable assets and data."""
+"""`labkit doctor` and `labkit.doctor()`: what this machine can run — versions, device, online or offline, usable
+assets and data. (The module is not named `doctor`, so that `labkit.doctor` always stays the function.)
+"""
 from __future__ import annotations
 
 import importlib.metadata as md
