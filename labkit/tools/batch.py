@@ -1,7 +1,8 @@
 """`labkit batch SPEC.yaml`: papermill sweeps that resume, report, and scale out on Dask.
 
 Each run (notebook + parameters) gets a directory `runs/<batch>/<run-id>/` named after what it computes, so running
-the same spec again skips finished runs and retries the rest. Runs execute through `labkit.runner.execute_notebook`
+the same spec again skips finished runs and retries the rest. Runs execute through
+`labkit.tools.runner.execute_notebook`
 on local worker threads (one per GPU by default) or on a Dask cluster (`--scheduler tcp://HOST:PORT`).
 The spec format is documented in docs/batches.md.
 """
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from labkit.runner import (
+from labkit.tools.bands import find_bands, load_bands
+from labkit.tools.notebooks import resolve_notebook
+from labkit.tools.runner import (
     _STOPPING,
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_KERNEL,
@@ -93,18 +96,6 @@ def run_id_for(notebook: str, parameters: Mapping[str, Any], swept: list[str]) -
     return "__".join(parts)
 
 
-def _resolve_notebook(entry: str, notebooks_dir: Path, spec_dir: Path) -> Path | None:
-    """A notebook id ('00_tour'), prefix ('00') or path (relative to the spec) -> its file, or None."""
-    if entry.endswith(".ipynb"):
-        path = Path(entry) if Path(entry).is_absolute() else spec_dir / entry
-        return path if path.is_file() else None
-    exact = notebooks_dir / f"{entry}.ipynb"
-    if exact.is_file():
-        return exact
-    matches = sorted(notebooks_dir.glob(f"{entry}_*.ipynb"))
-    return matches[0] if len(matches) == 1 else None
-
-
 def _grid_points(grid: Any, where: str, problems: list[str]) -> list[dict]:
     """Expand `grid` (a mapping name -> list of values, or a list of mappings) into parameter dicts."""
     if grid is None:
@@ -136,8 +127,6 @@ def _number_or_none(spec: Mapping, key: str, problems: list[str]) -> float | Non
 def load_spec(path: str | os.PathLike, retries: int | None = None) -> Batch:
     """Read SPEC.yaml and check it against the notebooks' parameters cells; raise SpecError listing every problem."""
     import yaml
-
-    from labkit.batch_report import find_bands, load_bands
 
     spec_path = Path(path)
     if not spec_path.is_file():
@@ -203,7 +192,7 @@ def load_spec(path: str | os.PathLike, retries: int | None = None) -> Batch:
             name, own_params, own_grid = str(entry["notebook"]), dict(entry.get("parameters") or {}), entry.get("grid")
         else:
             name, own_params, own_grid = str(entry), {}, None
-        source = _resolve_notebook(name, notebooks_dir, spec_dir)
+        source = resolve_notebook(name, notebooks_dir, base=spec_dir)
         if source is None:
             available = ", ".join(p.stem for p in sorted(notebooks_dir.glob("*.ipynb"))) or "none"
             problems.append(f"notebook '{name}' not found in {notebooks_dir} (available: {available})")
@@ -472,7 +461,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _print_plan(batch: Batch, batch_dir: Path) -> None:
     """List every run with what a real invocation would do with it (--dry-run)."""
-    from labkit.runner import text_table
+    from labkit._tables import text_table
 
     rows = []
     for run in batch.runs:
@@ -485,7 +474,7 @@ def _print_plan(batch: Batch, batch_dir: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate the spec, run what is missing, and write the report."""
-    from labkit.batch_report import write_report
+    from labkit.tools.batch_report import write_report
 
     if (args.retries is not None and args.retries < 0) or (args.workers is not None and args.workers < 1):
         print("labkit batch: --retries must be >= 0 and --workers >= 1", file=sys.stderr)
@@ -544,12 +533,12 @@ def run(args: argparse.Namespace) -> int:
 
         print(f"claims over seeds: {count_line(info['claims'])} (table in {info['report']})")
         if args.publish:
-            from labkit.batch_report import publish_claims
+            from labkit.tools.batch_report import publish_claims
 
             page = publish_claims(info["claims"], args.publish, f"labkit batch {args.spec} --publish {args.publish}",
                                   records, batch.tier, [p for p in batch.swept if p != "seed"])
             print(f"published: {page}")
-            from labkit.batch_report import update_readme_claims
+            from labkit.tools.batch_report import update_readme_claims
 
             seeds = {r["parameters"].get("seed") for r in records if r.get("status") == "done"}
             if update_readme_claims("README.md", page, info["claims"], batch.tier, len(seeds)):

@@ -7,10 +7,10 @@ import sys
 
 # subcommand -> (module, help). Each module exposes `add_arguments(parser)` and `run(args) -> int`.
 SUBCOMMANDS = {
-    "doctor": ("labkit.envcheck", "report versions, device, online/offline and which assets are usable"),
-    "run": ("labkit.runner", "execute notebooks in quick (or full) mode with papermill and print their numbers"),
-    "batch": ("labkit.batch", "run a parameter sweep from a SPEC.yaml with papermill (resumable, Dask optional)"),
-    "release": ("labkit.release", "generate student notebooks/ from solutions/ (or --check for drift)"),
+    "doctor": ("labkit.tools.envcheck", "report versions, device, online/offline and which assets are usable"),
+    "run": ("labkit.tools.runner", "execute notebooks in quick (or full) mode with papermill and print their numbers"),
+    "batch": ("labkit.tools.batch", "run a parameter sweep from a SPEC.yaml with papermill (resumable, Dask optional)"),
+    "release": ("labkit.tools.release", "generate student notebooks/ from solutions/ (or --check for drift)"),
     "quiz": ("labkit.quiz.cli", "quiz tools: `labkit quiz grade DIR`"),
 }
 

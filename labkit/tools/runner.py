@@ -14,19 +14,20 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
+from labkit._io import atomic_write
+from labkit._tables import flatten_numbers, format_value, markdown_table, text_table
 from labkit.results import RESULTS_SUFFIX
+from labkit.tools.bands import band_verdict, bands_for, find_bands, load_bands
+from labkit.tools.notebooks import find_notebooks
 
 STATUS_SUFFIX = ".status.json"
 DEFAULT_KERNEL = "python3"
 DEFAULT_CELL_TIMEOUT = 1800  # seconds; a quick-tier cell takes well under a minute, so this only catches hangs
-# Parameters every labkit notebook declares (CONTRIBUTING.md); runners set `results_path` themselves.
-STANDARD_PARAMETERS = ("tier", "seed", "device", "results_path", "student_id")
 TIERS = ("quick", "full")
 
 # Child processes currently executing a notebook, so an interrupt can stop them all (see `stop_all`).
@@ -41,11 +42,8 @@ _STOPPING = threading.Event()
 
 def write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     """Write JSON so readers see either the old file or the new one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
+    with atomic_write(path, "w") as fh:
         json.dump(payload, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
 
 
 def read_json(path: Path) -> dict | None:
@@ -60,45 +58,6 @@ def read_json(path: Path) -> dict | None:
 def status_path(out_dir: str | os.PathLike, name: str) -> Path:
     """Where `execute_notebook` writes the status record of notebook `name` inside `out_dir`."""
     return Path(out_dir) / f"{name}{STATUS_SUFFIX}"
-
-
-def flatten_numbers(numbers: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Flatten nested metrics to 'a.b' keys, keeping scalars only (lists are too long for a table)."""
-    flat: dict[str, Any] = {}
-    for key, value in numbers.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_numbers(value, prefix=f"{name}."))
-        elif isinstance(value, (int, float, str, bool)) or value is None:
-            flat[name] = value
-    return flat
-
-
-def format_value(value: Any) -> str:
-    """Format a recorded number for a table: 4 significant digits for floats."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def markdown_table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; pipes in cells are escaped."""
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def text_table(header: list[str], rows: list[list[Any]]) -> str:
-    """A plain aligned table for the terminal."""
-    cells = [[str(h) for h in header]] + [[str(v) for v in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -161,7 +120,7 @@ def check_parameters(notebook: str, declared: Mapping[str, Mapping], values: Map
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Executing one notebook (shared with labkit.batch)
+# Executing one notebook (shared with labkit.tools.batch)
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:
@@ -309,7 +268,7 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
     started = time.monotonic()
     error: dict[str, Any] | None = None
     with open(log, "w") as log_fh:
-        proc = subprocess.Popen([sys.executable, "-m", "labkit.runner", "--child", str(job_file)],
+        proc = subprocess.Popen([sys.executable, "-m", "labkit.tools.runner", "--child", str(job_file)],
                                 stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env)
         with _ACTIVE_LOCK:
             _ACTIVE.add(proc)
@@ -362,29 +321,6 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
 # `labkit run`
 
 
-def find_notebooks(names: list[str], directory: Path) -> list[Path]:
-    """Resolve notebook names ('00_tour', '00', '00_tour.ipynb' or a path) to files; all NN_*.ipynb when none given."""
-    if not names:
-        found = sorted(p for p in directory.glob("[0-9][0-9]_*.ipynb"))
-        if not found:
-            raise SystemExit(f"labkit run: no NN_*.ipynb notebooks in {directory}/; pass --dir or notebook paths")
-        return found
-    paths = []
-    for name in names:
-        candidate = Path(name)
-        if candidate.suffix == ".ipynb" and candidate.is_file():
-            paths.append(candidate)
-            continue
-        stem = candidate.stem if candidate.suffix == ".ipynb" else name
-        matches = sorted(directory.glob(f"{stem}.ipynb")) or sorted(directory.glob(f"{stem}_*.ipynb"))
-        if len(matches) != 1:
-            available = ", ".join(p.stem for p in sorted(directory.glob("*.ipynb"))) or "none"
-            why = "matches several notebooks" if matches else "is not a notebook"
-            raise SystemExit(f"labkit run: '{name}' {why} in {directory}/ (available: {available})")
-        paths.append(matches[0])
-    return paths
-
-
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:
     """Parse repeated `-p NAME=VALUE` options; VALUE is YAML, so 0.1 is a float, true a bool, [1, 2] a list."""
     import yaml
@@ -427,11 +363,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"seconds allowed per cell (default: {DEFAULT_CELL_TIMEOUT})")
     parser.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"Jupyter kernel name (default: {DEFAULT_KERNEL})")
     parser.add_argument("--dir", default="solutions", help="where notebooks are looked up (default: solutions)")
-
-
-def _bands_for(notebook: str, tier: str, bands: Mapping) -> dict:
-    """Reference bands of one notebook and tier, if a bands file is available."""
-    return dict(((bands or {}).get(notebook) or {}).get(tier) or {})
 
 
 def course_ledger(claims: list[dict], csv_path: Path | None = None) -> str:
@@ -502,13 +433,11 @@ def run(args: argparse.Namespace) -> int:
         return 130
     import pandas as pd
 
-    from labkit.batch_report import band_verdict, find_bands, load_bands
-
     bands_file = find_bands(directory)
     bands = load_bands(bands_file) if bands_file else {}
     rows = []
     for rec in records:
-        nb_bands = _bands_for(rec["notebook"], args.tier, bands)
+        nb_bands = bands_for(bands, rec["notebook"], args.tier)
         for metric, value in flatten_numbers(rec.get("numbers") or {}).items():
             rows.append([rec["notebook"], metric, format_value(value), band_verdict(value, nb_bands.get(metric))])
     failed = [r for r in records if r["status"] != "done"]
@@ -538,9 +467,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        sys.exit(_child_main(sys.argv[2]))
-    from labkit.cli import main
+def main(argv: list[str] | None = None) -> int:
+    """`python -m labkit.tools.runner`: `--child JOB` inside a spawned child, else the same as `labkit run`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 2 and argv[0] == "--child":
+        return _child_main(argv[1])
+    from labkit.tools.cli import main as cli_main
 
-    sys.exit(main(["run", *sys.argv[1:]]))
+    return cli_main(["run", *argv])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
