@@ -27,9 +27,9 @@ from typing import Any, Mapping
 from labkit.tools.bands import find_bands, load_bands
 from labkit.tools.notebooks import resolve_notebook
 from labkit.tools.runner import (
-    _STOPPING,
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_KERNEL,
+    STOPPING,
     TIERS,
     check_parameters,
     execute_notebook,
@@ -393,7 +393,7 @@ def execute_batch(batch: Batch, batch_dir: Path, pool, max_inflight: int, progre
     """Run every not-yet-done run, retrying failures up to batch.retries times; return run id -> final status."""
     from tqdm.auto import tqdm
 
-    _STOPPING.clear()
+    STOPPING.clear()
     todo = [r for r in batch.runs if not is_done(load_status(batch_dir, r))]
     previous = {r.run_id: int((load_status(batch_dir, r) or {}).get("attempt") or 0) for r in todo}
     final: dict[str, str] = {}
@@ -421,7 +421,7 @@ def execute_batch(batch: Batch, batch_dir: Path, pool, max_inflight: int, progre
                     final[run.run_id] = "done"
                     bar.update(1)
                     bar.write(f"done    {run.run_id} ({record.get('duration_s', 0):.0f} s)")
-                elif attempt <= batch.retries and not _STOPPING.is_set():
+                elif attempt <= batch.retries and not STOPPING.is_set():
                     bar.write(f"retry   {run.run_id}: {record['error']['message']}")
                     pending.append((run, attempt + 1))
                 else:
@@ -429,7 +429,7 @@ def execute_batch(batch: Batch, batch_dir: Path, pool, max_inflight: int, progre
                     bar.update(1)
                     bar.write(f"FAILED  {run.run_id}: {record['error']['message']}")
     except KeyboardInterrupt:
-        _STOPPING.set()
+        STOPPING.set()
         stop_all()  # kill local papermill children; their runs are marked 'interrupted' and rerun next time
         for fut in inflight:
             fut.cancel()

@@ -30,10 +30,11 @@ DEFAULT_KERNEL = "python3"
 DEFAULT_CELL_TIMEOUT = 1800  # seconds; a quick-tier cell takes well under a minute, so this only catches hangs
 TIERS = ("quick", "full")
 
-# Child processes currently executing a notebook, so an interrupt can stop them all (see `stop_all`).
+# Child processes currently executing a notebook, so an interrupt can stop them all (see `stop_all`); STOPPING is
+# set while they are stopped (labkit.tools.batch reads it too, to not retry a run that was interrupted).
 _ACTIVE: set[subprocess.Popen] = set()
 _ACTIVE_LOCK = threading.Lock()
-_STOPPING = threading.Event()
+STOPPING = threading.Event()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def _kill_tree(proc: subprocess.Popen) -> None:
 
 def stop_all() -> None:
     """Stop every notebook this process is executing (used on Ctrl-C); their runs are marked 'interrupted'."""
-    _STOPPING.set()
+    STOPPING.set()
     with _ACTIVE_LOCK:
         procs = list(_ACTIVE)
     for proc in procs:
@@ -291,8 +292,8 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
     outcome = read_json(outcome_file) or {}
     if error is None and not outcome.get("ok"):
         error = outcome.get("error") or {
-            "ename": "Killed" if _STOPPING.is_set() else "ChildDied",
-            "evalue": ("interrupted" if _STOPPING.is_set() else
+            "ename": "Killed" if STOPPING.is_set() else "ChildDied",
+            "evalue": ("interrupted" if STOPPING.is_set() else
                        f"the papermill process exited with code {proc.returncode} without a result; see the log")}
     if error is not None and "cell" not in error:
         error.update(_started_cell(output) or {})
@@ -310,7 +311,7 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
             record["numbers"] = recorded.get("numbers", {})
             record["claims"] = recorded.get("claims", [])
     else:
-        record["status"] = "interrupted" if _STOPPING.is_set() else "failed"
+        record["status"] = "interrupted" if STOPPING.is_set() else "failed"
         error["message"] = _describe_error(error, name, str(kernel))
         record["error"] = error
     write_json_atomic(status_file, record)
@@ -415,7 +416,7 @@ def run(args: argparse.Namespace) -> int:
         print("labkit run: nothing was run:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 2
     out = new_run_dir(Path(args.out))
-    _STOPPING.clear()
+    STOPPING.clear()
     print(f"labkit run: {len(plans)} notebook(s), tier={args.tier}, output in {out}/")
     records = []
     try:
