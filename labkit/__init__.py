@@ -19,7 +19,7 @@ _LAZY = {
     "Callback": "labkit.train",
     "seed_everything": "labkit.repro",
     "record": "labkit.results",
-    "doctor": "labkit.envcheck",  # the function; the module has another name so `labkit.doctor` stays callable
+    "doctor": "labkit.tools.envcheck",  # the function; the module has another name so `labkit.doctor` stays callable
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -399,7 +399,7 @@ class TextModel:
     def encode(self, texts: list[str], batch_size: int = 32, max_length: int | None = None,
                device: str | torch.device = "cpu", normalize: bool = True) -> torch.Tensor:
         """Mean-pooled sentence embeddings, shape (len(texts), hidden); eval mode, no gradients."""
-        from labkit.train import eval_mode
+        from labkit._torchutil import eval_mode
 
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of texts, not a single string: wrap it as [text].")

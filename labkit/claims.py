@@ -75,29 +75,20 @@ def difference(a, b) -> Scores:
     return Scores(x - y)
 
 
-class Accuracy(float):
+class Accuracy(Scores):
     """An accuracy (a float) that remembers which test items were right, for paired comparisons.
 
     It prints, rounds and adds like the float it is; `correct` is the boolean array behind it, one entry per
     test item in a fixed order, so two Accuracy values on the same test set can be compared item by item.
     """
 
-    correct: np.ndarray
-
     def __new__(cls, correct: Iterable[bool]):
         arr = np.asarray(correct, dtype=bool).reshape(-1)
         if arr.size == 0:
             raise ValueError("An accuracy needs at least one test item.")
-        self = super().__new__(cls, float(arr.mean()))
+        self = float.__new__(cls, float(arr.mean()))
         self.correct = arr
         return self
-
-    @property
-    def n(self) -> int:
-        return int(self.correct.size)
-
-    def __reduce__(self):  # pickles (Dask, multiprocessing) as the same object
-        return (Accuracy, (self.correct,))
 
 
 def accuracy(predictions, targets) -> Accuracy:

@@ -359,7 +359,7 @@ def load_dataset(name: str, split: str = "train", **kwargs) -> ImageDataset:
 # --------------------------------------------------------------------------------------------------------------
 # Text corpora
 # --------------------------------------------------------------------------------------------------------------
-def _orange_datasets_dir() -> Path:
+def orange_datasets_dir() -> Path:
     for entry in sys.path:
         d = Path(entry) / "orangecontrib" / "text" / "datasets"
         if d.is_dir():
@@ -382,7 +382,7 @@ def newsgroups(categories: Sequence[str] | None = None, split: str = "train") ->
     """20 Newsgroups (lowercased, punctuation removed); `categories` picks a subset, e.g. ['sci.space', ...]."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-    _, rows = _read_orange_tab(_orange_datasets_dir() / f"20newsgroups-{split}.tab")
+    _, rows = _read_orange_tab(orange_datasets_dir() / f"20newsgroups-{split}.tab")
     all_classes = sorted({r["Category"] for r in rows})
     classes = list(categories) if categories else all_classes
     unknown = [c for c in classes if c not in all_classes]
@@ -396,7 +396,7 @@ def newsgroups(categories: Sequence[str] | None = None, split: str = "train") ->
 
 def election_tweets(split: str = "all") -> TextDataset:
     """2016 US election tweets by Hillary Clinton or Donald Trump (author = label); fixed 70/30 split."""
-    _, rows = _read_orange_tab(_orange_datasets_dir() / "election-tweets-2016.tab")
+    _, rows = _read_orange_tab(orange_datasets_dir() / "election-tweets-2016.tab")
     classes = sorted({r["Author"] for r in rows})
     ds = TextDataset([r["Content"] for r in rows], [classes.index(r["Author"]) for r in rows], classes,
                      "election_tweets")

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from labkit._io import atomic_write, file_lock
+from labkit._torchutil import weights_digest
 from labkit.repro import resolve_device
 
 __all__ = ["extract_features", "subset_features", "feature_key", "feature_keys", "clear_memory_cache", "fit_probe",
@@ -35,25 +36,12 @@ def clear_memory_cache() -> None:
     _MEMORY.clear()
 
 
-def _weights_digest(backbone: nn.Module) -> str:
-    """A short hash of the backbone's weights, so two random inits (or a fine-tuned copy) never share a cache."""
-    h = hashlib.sha1()
-    for name, t in sorted(backbone.state_dict().items()):
-        if t.dtype.is_floating_point and t.numel():
-            h.update(name.encode())
-            flat = t.detach().reshape(-1).float()
-            # a strided sample plus the sum: cheap and sensitive to any change of the weights
-            h.update(flat[:: max(1, flat.numel() // 64)].cpu().numpy().tobytes())
-            h.update(np.float64(flat.double().sum().item()).tobytes())
-    return h.hexdigest()[:12]
-
-
 def feature_keys(backbone, ds, depths, size: int) -> dict:
     """Cache keys of several depths: backbone name + weights + preprocessing + depth + data content.
 
     The weights and the data are hashed once for all depths (probe.depth_features asks for many at a time).
     """
-    common = [backbone.name, _weights_digest(backbone), backbone.preprocessing.with_size(size).key()]
+    common = [backbone.name, weights_digest(backbone), backbone.preprocessing.with_size(size).key()]
     fingerprint = ds.fingerprint()
     return {d: hashlib.sha1("|".join(common + [str(d), fingerprint]).encode()).hexdigest()[:20] for d in depths}
 
@@ -63,7 +51,7 @@ def feature_key(backbone, ds, depth: str | None, size: int) -> str:
     return feature_keys(backbone, ds, [depth], size)[depth]
 
 
-def _cache_get(key: str, memory: dict) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
+def cache_get(key: str, memory: dict) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
     """(X, y) for `key` from `memory`, else from the disk cache (then kept in `memory`); and where it was found."""
     if key in memory:
         return memory[key], "memory"
@@ -78,7 +66,7 @@ def _cache_get(key: str, memory: dict) -> tuple[tuple[np.ndarray, np.ndarray] | 
     return memory[key], "disk"
 
 
-def _cache_put(key: str, X: np.ndarray, y: np.ndarray, memory: dict) -> tuple[np.ndarray, np.ndarray]:
+def cache_put(key: str, X: np.ndarray, y: np.ndarray, memory: dict) -> tuple[np.ndarray, np.ndarray]:
     """Keep (X, y) in `memory` and write it to the disk cache atomically (a killed run leaves no half file).
 
     Each writer has its own temporary file and the lock orders writers of one key, so processes that share the
@@ -99,8 +87,8 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
     The backbone runs in eval mode without gradients; its previous mode is restored.
     preprocessing: override the backbone's preprocessing (the pitfalls notebook feeds wrong statistics on purpose).
     """
+    from labkit._torchutil import eval_mode, progress_enabled
     from labkit.data import make_loader
-    from labkit.train import eval_mode, progress_enabled
 
     pre = preprocessing or backbone.preprocessing
     size = int(size or pre.size)
@@ -109,7 +97,7 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
         key = feature_key(backbone, ds, depth, size)
         if preprocessing is not None:
             key = hashlib.sha1((key + pre.with_size(size).key()).encode()).hexdigest()[:20]
-        out, where = _cache_get(key, _MEMORY)
+        out, where = cache_get(key, _MEMORY)
         if out is not None:
             STATS[f"{where}_hits"] += 1
             return out
@@ -128,7 +116,7 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
             feats.append(backbone.features(x.to(device), depth).float().cpu())
     X = torch.cat(feats).numpy().astype(np.float32)
     y = ds.labels.copy()
-    return _cache_put(key, X, y, _MEMORY) if cache else (X, y)
+    return cache_put(key, X, y, _MEMORY) if cache else (X, y)
 
 
 def subset_features(backbone, pool, rows, **kwargs) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from labkit.train import Callback, eval_mode, evaluate
+from labkit._torchutil import eval_mode
+from labkit.train import Callback, evaluate
 
 __all__ = ["TwoHeadModel", "TaskView", "task_accuracies", "forgetting", "SourceTaskTracker", "shared_parameters",
            "L2SP", "fisher_diagonal", "EWC", "Replay", "LwF", "LinearProbeThenFineTune", "LPFT",

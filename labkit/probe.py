@@ -87,16 +87,16 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
         block inside a depth such as 'stage6.0'.
     Results share labkit.features' disk cache, so extract_features(backbone, ds, depth, size) reuses them.
     """
+    from labkit._torchutil import eval_mode, progress_enabled
     from labkit.data import make_loader
-    from labkit.features import _cache_get, _cache_put, feature_keys
-    from labkit.train import eval_mode, progress_enabled
+    from labkit.features import cache_get, cache_put, feature_keys
 
     names = _resolve_depths(backbone, depths)
     size = int(size or backbone.preprocessing.size)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     keys = feature_keys(backbone, ds, names, size) if cache else {}
     for d in list(names if cache else []):
-        found, _ = _cache_get(keys[d], _MEMORY)
+        found, _ = cache_get(keys[d], _MEMORY)
         if found is not None:
             out[d] = found
     STATS["cache_hits"] += len(out)
@@ -128,7 +128,7 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
                 pooled[d].append(_pool(acts[d]).float().cpu())
     for d in todo:
         X = torch.cat(pooled[d]).numpy().astype(np.float32)
-        out[d] = _cache_put(keys[d], X, ds.labels.copy(), _MEMORY) if cache else (X, ds.labels.copy())
+        out[d] = cache_put(keys[d], X, ds.labels.copy(), _MEMORY) if cache else (X, ds.labels.copy())
     return {d: out[d] for d in names}
 
 
@@ -171,7 +171,7 @@ def probe_rows(curves: Mapping[str, Mapping[str, float]], digits: int = 3) -> li
 # --------------------------------------------------------------------------------------------------------------
 def activation_maps(backbone, x: torch.Tensor, depths: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """Feature maps of one preprocessed image x (1, 3, H, W) at each depth: {depth: (C, h, w)}."""
-    from labkit.train import eval_mode
+    from labkit._torchutil import eval_mode
 
     names = [d for d in _resolve_depths(backbone, depths) if not d.startswith("classifier")]
     if x.dim() == 3:
@@ -197,7 +197,7 @@ def receptive_fields(backbone, depths: Sequence[str] | None = None, canvas: int 
     that unit can see; the side of their bounding box is the receptive field. canvas: input size used; a value
     equal to canvas means "at least canvas" (the unit sees the whole input).
     """
-    from labkit.train import eval_mode
+    from labkit._torchutil import eval_mode
 
     names = [d for d in _resolve_depths(backbone, depths) if not d.startswith("classifier")]
     device = next(backbone.parameters()).device

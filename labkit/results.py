@@ -9,10 +9,11 @@ import json
 import math
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
+
+from labkit._io import atomic_write
 
 RESULTS_SUFFIX = ".results.json"
 
@@ -58,10 +59,8 @@ def record(numbers: Mapping[str, Any], notebook: str, path: str | os.PathLike | 
         "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": platform.python_version(),
     }
-    fd, tmp = tempfile.mkstemp(prefix=out.name, suffix=".tmp", dir=out.parent)
-    with os.fdopen(fd, "w") as fh:
+    with atomic_write(out, "w") as fh:
         json.dump(payload, fh, indent=2, sort_keys=True)
-    os.replace(tmp, out)
     return out
 
 

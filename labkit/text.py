@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit._torchutil import model_device, progress_enabled, weights_digest
 from labkit.assets import AssetUnavailableError, TextModel
 from labkit.data import DataUnavailableError, TextDataset, election_tweets, make_text_loader, newsgroups, text_file
 from labkit.freeze import count_parameters, discriminative_param_groups
 from labkit.repro import resolve_device
-from labkit.train import _model_device
 
 __all__ = [
     "scores", "majority_rate", "tfidf_baseline", "embed", "logistic_regression", "knn_accuracy", "encoder_of",
@@ -105,17 +105,6 @@ def tfidf_baseline(train_ds: TextDataset, test_ds: TextDataset, C: float = 10.0,
 _EMBED_CACHE: dict[str, np.ndarray] = {}
 
 
-def _weights_fingerprint(module: nn.Module) -> str:
-    """A cheap hash of a few weight tensors: a fine-tuned copy never shares cached embeddings with the original."""
-    h = hashlib.sha1()
-    params = list(module.parameters())
-    for p in params[:2] + params[-2:] + params[len(params) // 2: len(params) // 2 + 1]:
-        flat = p.detach().reshape(-1).float().cpu()
-        h.update(flat[:: max(1, flat.numel() // 256)].numpy().tobytes())
-        h.update(np.float64(flat.double().sum().item()).tobytes())
-    return h.hexdigest()[:16]
-
-
 def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = None, batch_size: int = 32,
           device: str | None = "auto", cache: bool = True) -> np.ndarray:
     """Frozen mean-pooled, L2-normalised sentence embeddings (N, hidden) via `TextModel.encode`, cached in memory.
@@ -126,11 +115,11 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
         raise TypeError("embed() takes a list of texts, not a single string: wrap it as [text].")
     texts = list(texts)
     max_length = int(max_length or text_model.max_length)
-    prefix = f"{text_model.name}|{_weights_fingerprint(encoder_of(text_model.model))}|{max_length}|"
+    prefix = f"{text_model.name}|{weights_digest(encoder_of(text_model.model))}|{max_length}|"
     keys = [prefix + hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
     missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if not cache or k not in _EMBED_CACHE))
     if missing:
-        was_on = _model_device(text_model.model)
+        was_on = model_device(text_model.model)
         out = text_model.encode(missing, batch_size=batch_size, max_length=max_length,
                                 device=resolve_device(device)).numpy()
         text_model.model.to(was_on)  # encode moved the encoder; put it back where the caller had it
@@ -300,7 +289,6 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
     from transformers.utils import logging as hf_logging
 
-    from labkit.train import progress_enabled
 
     _check_finetune_inputs(text_model, train_ds, val_ds, lr, num_epochs)
     model, tokenizer = text_model.model, text_model.tokenizer

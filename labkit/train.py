@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
+from labkit._torchutil import eval_mode, model_device, progress_enabled
 from labkit.freeze import (
     count_parameters,
     freeze_to,
@@ -38,25 +38,6 @@ __all__ = ["fit", "evaluate", "predict", "eval_mode", "Callback", "EarlyStopping
 # --------------------------------------------------------------------------------------------------------------
 # Small helpers
 # --------------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Switch `model` (and every submodule) to eval mode, then restore each module's previous mode."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for m, was_training in modes:
-            m.training = was_training
-
-
-def progress_enabled(progress: bool | None = None) -> bool:
-    """Progress bars on unless turned off here or by LABKIT_PROGRESS=0 (runners and tests set it)."""
-    if progress is not None:
-        return bool(progress)
-    return os.environ.get("LABKIT_PROGRESS", "1").strip().lower() not in {"0", "false", "no", "off"}
-
-
 def _to_device(obj, device, channels_last: bool = False):
     if isinstance(obj, torch.Tensor):
         obj = obj.to(device, non_blocking=True)
@@ -103,7 +84,7 @@ def _check_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
 def predict(model: nn.Module, loader: Iterable, device: str | torch.device | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and targets for a whole loader, always in eval mode (the previous mode is restored)."""
-    device = _model_device(model) if device is None else resolve_device(device)
+    device = model_device(model) if device is None else resolve_device(device)
     all_logits, all_targets = [], []
     with eval_mode(model), torch.no_grad():
         for batch in loader:
@@ -125,13 +106,6 @@ def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | No
     # acc is a float that keeps which items were right (labkit.claims.Accuracy), for paired comparisons
     return {"loss": float(loss_fn(logits, targets)), "acc": accuracy(logits.argmax(1), targets),
             "n": int(targets.numel())}
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -394,7 +368,7 @@ def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = 
     were.
     """
     loss_fn = loss_fn or nn.functional.cross_entropy
-    device = _model_device(model)
+    device = model_device(model)
     inputs, targets = _split_batch(_to_device(batch, device))
     was_training = model.training
     # the measuring step must not change the model: keep BatchNorm running statistics as they were

@@ -25,7 +25,7 @@ _WRITER = textwrap.dedent("""
     X = np.arange(300_000, dtype=np.float32).reshape(1000, 300)
     y = np.arange(1000, dtype=np.int64)
     for _ in range(15):
-        features._cache_put("samekey", X, y, {})
+        features.cache_put("samekey", X, y, {})
     print("ok")
 """)
 

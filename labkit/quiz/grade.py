@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from labkit._tables import text_table
 from labkit.quiz.bank import Bank, BankError, load_bank
 from labkit.quiz.responses import read_records
 
@@ -164,9 +165,7 @@ def write_csv(rows: list[dict], path: str | Path, columns: list[str]) -> Path:
 
 def format_summary(summary: list[dict]) -> str:
     """The per-question summary as an aligned text table."""
-    table = [SUMMARY_COLUMNS] + [[str(r[c]) for c in SUMMARY_COLUMNS] for r in summary]
-    widths = [max(len(row[i]) for row in table) for i in range(len(SUMMARY_COLUMNS))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table)
+    return text_table(SUMMARY_COLUMNS, [[r[c] for c in SUMMARY_COLUMNS] for r in summary], rule=False)
 
 
 def score_rows(grades: Grades) -> tuple[list[str], list[dict]]:

@@ -1,0 +1,316 @@
+"""Reports for `labkit batch`: every run's numbers (CSV + Markdown), seeds as mean +- std, plots, reference bands.
+
+The bands themselves (finding, reading, judging) are in labkit.tools.bands; this module re-exports them.
+"""
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from labkit._tables import flatten_numbers, format_value, markdown_table
+from labkit.tools.bands import BANDS_FILE, band_verdict, find_bands, load_bands
+
+__all__ = ["BANDS_FILE", "band_verdict", "find_bands", "load_bands", "summarise", "run_rows", "headline_metrics",
+           "plot_metric", "aggregate_claims", "claims_markdown", "publish_claims", "update_readme_claims",
+           "write_report"]
+
+# ----------------------------------------------------------------------------------------------------------------
+# Tables
+
+
+def _is_number(value: Any) -> bool:
+    """A finite int or float (bools are not numbers here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std (0 for a single value)."""
+    mean = statistics.fmean(values)
+    return mean, (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(runs: list[dict], swept: Sequence[str], tier: str, bands: Mapping) -> list[dict]:
+    """One row per (notebook, swept values except seed, metric): mean, std and n over seeds, plus the band check."""
+    groups: dict[tuple, dict[str, list[float]]] = {}
+    for run in runs:
+        if run.get("status") != "done":
+            continue
+        key = (run["notebook"],) + tuple(_plain_key(run["parameters"].get(p)) for p in swept if p != "seed")
+        for metric, value in flatten_numbers(run.get("numbers") or {}).items():
+            if _is_number(value):
+                groups.setdefault(key, {}).setdefault(metric, []).append(float(value))
+    rows = []
+    for key in sorted(groups, key=lambda k: tuple(str(v) for v in k)):
+        notebook, values = key[0], key[1:]
+        nb_bands = ((bands.get(notebook) or {}).get(tier) or {})
+        for metric, numbers in groups[key].items():
+            mean, std = _mean_std(numbers)
+            rows.append({"notebook": notebook, **dict(zip([p for p in swept if p != "seed"], values)),
+                         "metric": metric, "mean": mean, "std": std, "n": len(numbers),
+                         "expected": band_verdict(mean, nb_bands.get(metric))})
+    return rows
+
+
+def _plain_key(value: Any) -> Any:
+    """Make a parameter value usable as a dict key (lists become tuples)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def run_rows(runs: list[dict], swept: Sequence[str], tier: str, bands: Mapping) -> list[dict]:
+    """One flat row per run: id, status, swept parameters, every recorded number, flags for numbers outside bands."""
+    rows = []
+    for run in runs:
+        numbers = flatten_numbers(run.get("numbers") or {})
+        nb_bands = ((bands.get(run["notebook"]) or {}).get(tier) or {})
+        flags = [f"{m}={format_value(numbers.get(m))} outside [{b[0]:g}, {b[1]:g}]"
+                 for m, b in nb_bands.items() if m in numbers and band_verdict(numbers[m], b).startswith("OUTSIDE")]
+        error = (run.get("error") or {}).get("message", "")
+        rows.append({"run_id": run["run_id"], "notebook": run["notebook"], "status": run.get("status", "missing"),
+                     **{p: run["parameters"].get(p) for p in swept}, **numbers,
+                     "attempts": run.get("attempt"), "duration_s": run.get("duration_s"),
+                     "flags": "; ".join(flags), "error": error})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Plots
+
+
+def headline_metrics(notebook: str, runs: list[dict], tier: str, bands: Mapping,
+                     headline: Sequence[str] | None) -> list[str]:
+    """Metrics to plot: the spec's `headline` list, else the ones with reference bands, else every numeric one."""
+    recorded: list[str] = []
+    for run in runs:
+        for metric, value in flatten_numbers(run.get("numbers") or {}).items():
+            if _is_number(value) and metric not in recorded:
+                recorded.append(metric)
+    if headline:
+        return [m for m in headline if m in recorded]
+    banded = [m for m in (((bands.get(notebook) or {}).get(tier)) or {}) if m in recorded]
+    return banded or recorded[:12]  # a dozen plots is already more than anyone reads
+
+
+def plot_metric(path: Path, notebook: str, metric: str, runs: list[dict], swept: Sequence[str], tier: str,
+                band: Sequence[float] | None) -> None:
+    """Plot one metric against the swept parameter (mean +- std over seeds), with the reference band shaded."""
+    from matplotlib.figure import Figure  # the OO API needs no GUI backend and leaves pyplot state alone
+
+    others = [p for p in swept if p != "seed"]
+    x_param = others[0] if others else "seed"
+    series: dict[tuple, dict[Any, list[float]]] = {}  # other swept values -> x -> values over seeds
+    for run in runs:
+        value = flatten_numbers(run.get("numbers") or {}).get(metric)
+        if run.get("status") != "done" or not _is_number(value):
+            continue
+        label = tuple((p, run["parameters"].get(p)) for p in others[1:])
+        x = _plain_key(run["parameters"].get(x_param))
+        series.setdefault(label, {}).setdefault(x, []).append(float(value))
+    xs_all = sorted({x for s in series.values() for x in s},
+                    key=lambda v: (not _is_number(v), str(v) if not _is_number(v) else v))
+    numeric_x = all(_is_number(x) for x in xs_all)
+    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    if band is not None:
+        ax.axhspan(band[0], band[1], color="tab:green", alpha=0.12, label=f"reference [{band[0]:g}, {band[1]:g}]")
+    for label, points in sorted(series.items(), key=lambda kv: str(kv[0])):
+        xs = sorted(points, key=lambda v: v if numeric_x else str(v))
+        pos = xs if numeric_x else [xs_all.index(x) for x in xs]
+        stats = [_mean_std(points[x]) for x in xs]
+        name = ", ".join(f"{p}={v}" for p, v in label) or metric
+        # seeds are not an ordered axis: points only; a swept knob is: connect them
+        ax.errorbar(pos, [m for m, _ in stats], yerr=[s for _, s in stats], marker="o", capsize=3, label=name,
+                    ls="none" if x_param == "seed" else "-")
+        if x_param == "seed":
+            ax.axhline(statistics.fmean(m for m, _ in stats), ls="--", lw=1, color="grey", label="mean over seeds")
+    if not numeric_x:
+        ax.set_xticks(range(len(xs_all)), [str(x) for x in xs_all])
+    elif all(isinstance(x, int) for x in xs_all) and len(xs_all) <= 20:
+        ax.set_xticks(xs_all)  # seeds and sizes are integers: no 0.25 ticks
+    ax.set_xlabel(x_param)
+    ax.set_ylabel(metric)
+    over = "; mean ± std over seeds" if "seed" in swept and x_param != "seed" else ""
+    ax.set_title(f"{notebook}: {metric} ({tier} tier{over})", fontsize=10)
+    ax.legend(fontsize=7)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The report
+
+
+def aggregate_claims(runs: list[dict], swept: Sequence[str]) -> list[dict]:
+    """Every claim over the seeds of each (notebook, other swept values), judged with the one rule."""
+    from labkit.claims import aggregate
+
+    others = [p for p in swept if p != "seed"]
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        if run.get("status") != "done":
+            continue
+        key = (run["notebook"],) + tuple(_plain_key(run["parameters"].get(p)) for p in others)
+        for claim in run.get("claims") or []:
+            groups.setdefault(key + (claim["id"],), []).append(claim)
+    rows = []
+    for key, claim_runs in groups.items():
+        row = aggregate(claim_runs)
+        row["notebook"] = key[0]
+        row.update(dict(zip(others, key[1:-1])))
+        rows.append(row)
+    return rows
+
+
+def claims_markdown(claim_rows: list[dict], params: Sequence[str] = ()) -> str:
+    """The over-seeds ledger as Markdown, with its count line."""
+    from labkit.claims import count_line, ledger_rows
+
+    table = ledger_rows(claim_rows, notebook=True)
+    for t, c in zip(table, claim_rows):
+        for p in params:
+            t[p] = c.get(p)
+        t["single runs"] = c.get("note", "")
+    header = list(dict.fromkeys(k for r in table for k in r))
+    return markdown_table(header, [[r.get(k, "") for k in header] for r in table]) + \
+        f"\n\n**{count_line(claim_rows)}**"
+
+
+def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: str, runs: list[dict],
+                   tier: str, params: Sequence[str] = ()) -> Path:
+    """Write the over-seeds ledger as a dated, reproducible page (Markdown + CSV next to it), e.g. docs/claims.md."""
+    import platform
+    import subprocess
+
+    import pandas as pd
+
+    from labkit.claims import count_line
+    from labkit.repro import cpu_signature
+
+    md_path = Path(md_path)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    csv_path = md_path.with_suffix(".csv")
+    pd.DataFrame(claim_rows).drop(columns=["effects", "ses"], errors="ignore").to_csv(csv_path, index=False)
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=True, cwd=md_path.parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    done = [r for r in runs if r.get("status") == "done"]
+    seeds = sorted({r["parameters"].get("seed") for r in done if r["parameters"].get("seed") is not None})
+    minutes = sum(float(r.get("duration_s") or 0) for r in done) / 60
+    import torch
+
+    lines = ["# The course's claims over seeds", "",
+             f"**{count_line(claim_rows)}** ({len(claim_rows)} claims, {tier} tier, seeds {seeds}).", "",
+             f"- Measured: {time_now()} on `{cpu_signature()}`, {os.cpu_count()} cores, Python "
+             f"{platform.python_version()}, torch {torch.__version__}; labkit commit `{commit}`.",
+             f"- Reproduce: `{command}` ({len(done)} runs, {minutes:.0f} min of notebook time in all).",
+             "- Rule (`labkit.claims`): within a run, a paired comparison over the shared test items (effect = mean "
+             "per-item difference, 95 % interval); across seeds, the interval adds the spread between seeds. "
+             "**holds**: the whole interval agrees with the claim; **fails**: the whole interval disagrees; "
+             "**unresolved**: it straddles the claim's boundary (the row says what would settle it).",
+             f"- The same table as CSV: [{csv_path.name}]({csv_path.name}).", "",
+             claims_markdown(claim_rows, params), ""]
+    md_path.write_text("\n".join(lines))
+    return md_path
+
+
+def update_readme_claims(readme: str | os.PathLike, md_path: str | os.PathLike, claim_rows: list[dict],
+                         tier: str, n_seeds: int) -> bool:
+    """Put the over-seeds count line and a link to the ledger between the README's claims markers."""
+    from labkit.claims import count_line
+
+    readme = Path(readme)
+    start, end = "<!-- claims:start -->", "<!-- claims:end -->"
+    text = readme.read_text() if readme.is_file() else ""
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    link = os.path.relpath(md_path, readme.parent)
+    block = (f"\nOver {n_seeds} seeds ({tier} tier, {time_now()}): **{count_line(claim_rows)}** of "
+             f"{len(claim_rows)} claims. Every claim, its interval and the command that reproduces it: "
+             f"[{link}]({link}).\n")
+    readme.write_text(f"{head}{start}{block}{end}{tail}")
+    return True
+
+
+def time_now() -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+
+
+def write_report(batch_dir: Path, name: str, runs: list[dict], swept: Sequence[str], tier: str, bands: Mapping,
+                 headline: Sequence[str] | None = None, bands_file: str | os.PathLike | None = None) -> dict:
+    """Write runs.csv, summary.csv, plots/*.png and report.md into `batch_dir`; return counts and flagged lines."""
+    import pandas as pd
+
+    batch_dir.mkdir(parents=True, exist_ok=True)
+    rows = run_rows(runs, swept, tier, bands)
+    summary = summarise(runs, swept, tier, bands)
+    pd.DataFrame(rows).to_csv(batch_dir / "runs.csv", index=False)
+    pd.DataFrame(summary).to_csv(batch_dir / "summary.csv", index=False)
+    done = [r for r in runs if r.get("status") == "done"]
+    failed = [r for r in runs if r.get("status") not in ("done", None, "missing", "pending")]
+    missing = [r for r in runs if r.get("status") in (None, "missing", "pending")]
+    flagged = [f"{r['run_id']}: {r['flags']}" for r in rows if r["flags"]]
+    flagged += [f"{s['notebook']} {s['metric']} mean {s['mean']:.4g} {s['expected']}" for s in summary
+                if s["expected"].startswith("OUTSIDE")]
+
+    params = [p for p in swept if p != "seed"]
+    claim_rows = aggregate_claims(runs, swept)
+    if claim_rows:
+        pd.DataFrame(claim_rows).drop(columns=["effects", "ses"], errors="ignore").to_csv(
+            batch_dir / "claims.csv", index=False)
+    lines = [f"# Batch `{name}`", "",
+             f"Tier: **{tier}**. Runs: {len(runs)} planned, {len(done)} done, {len(failed)} failed, "
+             f"{len(missing)} not run yet. Seeds are aggregated as mean ± std (n = number of seeds).", ""]
+    if claim_rows:
+        lines += ["## Claims checked over seeds", "",
+                  "Each claim judged by `labkit.claims` over all finished seeds: the paired interval of one run "
+                  "plus the spread between seeds (also in `claims.csv`).", "",
+                  claims_markdown(claim_rows, params), ""]
+    if bands_file:
+        lines += [f"Reference bands: `{bands_file}`; a mean outside its band is marked OUTSIDE.", ""]
+    lines += ["## Summary", ""]
+    if summary:
+        lines.append(markdown_table(
+            ["notebook", *params, "metric", "mean ± std", "n", "expected"],
+            [[s["notebook"], *[s.get(p) for p in params], s["metric"], f"{s['mean']:.4g} ± {s['std']:.2g}",
+              s["n"], s["expected"]] for s in summary]))
+    else:
+        lines.append("No finished run recorded any numbers yet.")
+    lines.append("")
+
+    plots = []
+    for notebook in sorted({r["notebook"] for r in runs}):
+        nb_runs = [r for r in runs if r["notebook"] == notebook]
+        nb_bands = ((bands.get(notebook) or {}).get(tier) or {})
+        finished = [r for r in nb_runs if r.get("status") == "done"]
+        for metric in headline_metrics(notebook, finished, tier, bands, headline):
+            path = batch_dir / "plots" / f"{notebook}__{metric.replace('/', '_')}.png"
+            plot_metric(path, notebook, metric, nb_runs, swept, tier, nb_bands.get(metric))
+            plots.append(path)
+    if plots:
+        lines += ["## Plots", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots] + [""]
+
+    lines += ["## Every run", ""]
+    for notebook in sorted({r["notebook"] for r in rows}):
+        nb_rows = [r for r in rows if r["notebook"] == notebook]
+        metrics = [k for k in dict.fromkeys(k for r in nb_rows for k in r)
+                   if k not in ("run_id", "notebook", "status", "attempts", "duration_s", "flags", "error", *swept)]
+        lines += [f"### {notebook}", "", markdown_table(
+            ["run", "status", *swept, *metrics, "flags"],
+            [[r["run_id"], r["status"], *[r.get(p) for p in swept], *[format_value(r.get(m, "")) for m in metrics],
+              r["flags"]] for r in nb_rows]), ""]
+    if failed:
+        lines += ["## Failures", "", markdown_table(
+            ["run", "attempts", "where / error", "log"],
+            [[r["run_id"], r.get("attempt", ""), (r.get("error") or {}).get("message", r.get("status")),
+              f"{r['run_id']}/{r.get('log', '')}"] for r in failed]), ""]
+    (batch_dir / "report.md").write_text("\n".join(lines))
+    return {"report": batch_dir / "report.md", "done": len(done), "failed": len(failed), "missing": len(missing),
+            "flagged": flagged, "plots": plots, "claims": claim_rows}
