@@ -2,6 +2,7 @@
 (and seeing it again after a kernel restart), and every bank laid out without overlapping options."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -183,6 +184,30 @@ def _run_cell(page, index: int) -> None:
     raise AssertionError(f"code cell {index} did not start running after five tries")
 
 
+@contextlib.contextmanager
+def _notebook_page(lab: dict, nb_path: Path, viewport: dict, failure_shot: Path):
+    """Chromium on JupyterLab with `nb_path` open, kernel idle, parameters cell run; a screenshot on failure."""
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(lab["tmp"] / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
+            viewport=viewport)
+        page = context.pages[0] if context.pages else context.new_page()
+        try:
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(f"{lab['url']}/lab/tree/{nb_path.name}?token={lab['token']}")
+            page.locator(".jp-Notebook .jp-CodeCell").first.wait_for()
+            # kernel ready: the toolbar's kernel status shows idle
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+            _run_cell(page, 0)  # parameters: student_id = None -> falls back to $LABKIT_STUDENT_ID
+            yield page
+        except Exception:
+            page.screenshot(path=str(failure_shot), full_page=True)  # the page as it was, for the failure report
+            print(f"screenshot of the failure: {failure_shot}")
+            raise
+        finally:
+            context.close()
+
+
 def test_student_answers_quiz_in_jupyterlab(lab):
     nb_path = _student_notebook(lab["root"])
     source = validate_source(read_yaml(REPO / "solutions" / "quiz" / "00.yaml"), "00")
@@ -192,66 +217,49 @@ def test_student_answers_quiz_in_jupyterlab(lab):
     quiz_index = _code_cell_index(nb_path, "show_quiz(")
     shot = lab["tmp"] / "browser.png"
 
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(lab["tmp"] / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1400, "height": 1000})
+    with _notebook_page(lab, nb_path, {"width": 1400, "height": 1000}, shot) as page:
+        expect(page.locator(".jp-Notebook .jp-CodeCell").nth(0).locator(".jp-InputPrompt")).to_have_text(
+            re.compile(r"\[\d+\]"), timeout=TIMEOUT_MS)
+        _run_cell(page, quiz_index)
+        box = page.locator(f".labkit-quiz .labkit-q-{QUESTION}")
         try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(f"{lab['url']}/lab/tree/{nb_path.name}?token={lab['token']}")
-            page.locator(".jp-Notebook .jp-CodeCell").first.wait_for()
-            # kernel ready: the toolbar's kernel status shows idle
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
-            _run_cell(page, 0)  # parameters: student_id = None -> falls back to $LABKIT_STUDENT_ID
-            expect(page.locator(".jp-Notebook .jp-CodeCell").nth(0).locator(".jp-InputPrompt")).to_have_text(
-                re.compile(r"\[\d+\]"), timeout=TIMEOUT_MS)
-            _run_cell(page, quiz_index)
-            box = page.locator(f".labkit-quiz .labkit-q-{QUESTION}")
-            try:
-                box.wait_for(timeout=TIMEOUT_MS)
-            except Exception:
-                page.screenshot(path=str(shot))
-                output = page.locator(".jp-Notebook .jp-CodeCell").nth(quiz_index).inner_text()
-                raise AssertionError(f"the quiz did not render; the quiz cell shows:\n{output}\n(screenshot {shot})")
-            feedback = box.locator(".labkit-feedback")
-
-            box.locator("label", has_text=wrong).click()
-            box.locator("button.labkit-check").click()
-            expect(feedback).to_contain_text("Not quite", timeout=60_000)
-            wrong_feedback = feedback.inner_text()
-
-            box.locator("label", has_text=right).click()
-            box.locator("button.labkit-check").click()
-            expect(feedback).to_contain_text("Correct", timeout=60_000)
-            right_feedback = feedback.inner_text()
-            page.screenshot(path=str(shot), full_page=True)
-
-            # a kernel restart, then the same cells again: the quiz shows the earlier answer and score
-            kernel = next(s["kernel"]["id"] for s in _api(lab, "/api/sessions") if s["path"].endswith(nb_path.name))
-            _api(lab, f"/api/kernels/{kernel}/restart", method="POST")
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
-            _run_cell(page, 0)
-            _run_cell(page, quiz_index)
-            quiz_cell = page.locator(".jp-Notebook .jp-CodeCell").nth(quiz_index)
-            expect(quiz_cell.locator(".labkit-score")).to_contain_text("earlier answers included", timeout=TIMEOUT_MS)
-            restored_score = quiz_cell.locator(".labkit-score").inner_text()
-            box = quiz_cell.locator(f".labkit-q-{QUESTION}")
-            expect(box.locator(".labkit-feedback")).to_contain_text("Correct", timeout=60_000)
-            restored_feedback = box.locator(".labkit-feedback").inner_text()
-            checked = box.locator(".labkit-option input:checked")
-            expect(checked).to_have_count(1)
-            restored_choice = box.locator(".labkit-option", has=page.locator("input:checked")).inner_text()
-            box.scroll_into_view_if_needed()
-            box.screenshot(path=str(_artifacts(lab) / "quiz_restored.png"))
-            print(f"screenshot of the restored question: {_artifacts(lab) / 'quiz_restored.png'}")
-            page.screenshot(path=str(shot), full_page=True)
+            box.wait_for(timeout=TIMEOUT_MS)
         except Exception:
-            page.screenshot(path=str(shot), full_page=True)  # the page as it was, for the failure report
-            print(f"screenshot of the failure: {shot}")
-            raise
-        finally:
-            context.close()
+            page.screenshot(path=str(shot))
+            output = page.locator(".jp-Notebook .jp-CodeCell").nth(quiz_index).inner_text()
+            raise AssertionError(f"the quiz did not render; the quiz cell shows:\n{output}\n(screenshot {shot})")
+        feedback = box.locator(".labkit-feedback")
+
+        box.locator("label", has_text=wrong).click()
+        box.locator("button.labkit-check").click()
+        expect(feedback).to_contain_text("Not quite", timeout=60_000)
+        wrong_feedback = feedback.inner_text()
+
+        box.locator("label", has_text=right).click()
+        box.locator("button.labkit-check").click()
+        expect(feedback).to_contain_text("Correct", timeout=60_000)
+        right_feedback = feedback.inner_text()
+        page.screenshot(path=str(shot), full_page=True)
+
+        # a kernel restart, then the same cells again: the quiz shows the earlier answer and score
+        kernel = next(s["kernel"]["id"] for s in _api(lab, "/api/sessions") if s["path"].endswith(nb_path.name))
+        _api(lab, f"/api/kernels/{kernel}/restart", method="POST")
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+        _run_cell(page, 0)
+        _run_cell(page, quiz_index)
+        quiz_cell = page.locator(".jp-Notebook .jp-CodeCell").nth(quiz_index)
+        expect(quiz_cell.locator(".labkit-score")).to_contain_text("earlier answers included", timeout=TIMEOUT_MS)
+        restored_score = quiz_cell.locator(".labkit-score").inner_text()
+        box = quiz_cell.locator(f".labkit-q-{QUESTION}")
+        expect(box.locator(".labkit-feedback")).to_contain_text("Correct", timeout=60_000)
+        restored_feedback = box.locator(".labkit-feedback").inner_text()
+        checked = box.locator(".labkit-option input:checked")
+        expect(checked).to_have_count(1)
+        restored_choice = box.locator(".labkit-option", has=page.locator("input:checked")).inner_text()
+        box.scroll_into_view_if_needed()
+        box.screenshot(path=str(_artifacts(lab) / "quiz_restored.png"))
+        print(f"screenshot of the restored question: {_artifacts(lab) / 'quiz_restored.png'}")
+        page.screenshot(path=str(shot), full_page=True)
 
     assert "Hint" in wrong_feedback
     assert "300 images" in right_feedback  # the decrypted explanation is shown after the right answer
@@ -307,37 +315,22 @@ def test_every_bank_lays_out_options_without_overlap(lab):
                      "language_info": {"name": "python"}},
         "nbformat": 4, "nbformat_minor": 5}), encoding="utf-8")
     shots = _artifacts(lab)
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(lab["tmp"] / "chromium-profile"), executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1300, "height": 2400})  # tall: one screenshot holds a whole bank
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            page.goto(f"{lab['url']}/lab/tree/{nb_path.name}?token={lab['token']}")
-            page.locator(".jp-Notebook .jp-CodeCell").first.wait_for()
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
-            _run_cell(page, 0)
-            expect(page.locator(".labkit-quiz")).to_have_count(len(banks), timeout=TIMEOUT_MS)
-            expect(page.locator(".labkit-quiz .labkit-question").last.locator(".labkit-check")).to_be_visible()
-            page.wait_for_timeout(500)  # let the last rows settle their layout
-            measured = page.evaluate(_MEASURE_JS)
-            for i, bank in enumerate(banks):
-                quiz = page.locator(".labkit-quiz").nth(i)
-                quiz.scroll_into_view_if_needed()
-                quiz.screenshot(path=str(shots / f"quiz_{bank}.png"))
-            options = page.locator(".labkit-quiz .labkit-option input[type='checkbox']")
-            n_options = options.count()
-            for k in range(n_options):
-                control = options.nth(k)
-                expect(control).to_be_visible()
-                control.click(trial=True, timeout=30_000)  # actionable: visible, enabled, not covered by anything
-        except Exception:
-            page.screenshot(path=str(shots / "failure.png"))
-            print(f"screenshot of the failure: {shots / 'failure.png'}")
-            raise
-        finally:
-            context.close()
+    # tall: one screenshot holds a whole bank
+    with _notebook_page(lab, nb_path, {"width": 1300, "height": 2400}, shots / "failure.png") as page:
+        expect(page.locator(".labkit-quiz")).to_have_count(len(banks), timeout=TIMEOUT_MS)
+        expect(page.locator(".labkit-quiz .labkit-question").last.locator(".labkit-check")).to_be_visible()
+        page.wait_for_timeout(500)  # let the last rows settle their layout
+        measured = page.evaluate(_MEASURE_JS)
+        for i, bank in enumerate(banks):
+            quiz = page.locator(".labkit-quiz").nth(i)
+            quiz.scroll_into_view_if_needed()
+            quiz.screenshot(path=str(shots / f"quiz_{bank}.png"))
+        options = page.locator(".labkit-quiz .labkit-option input[type='checkbox']")
+        n_options = options.count()
+        for k in range(n_options):
+            control = options.nth(k)
+            expect(control).to_be_visible()
+            control.click(trial=True, timeout=30_000)  # actionable: visible, enabled, not covered by anything
     print(f"quiz screenshots: {shots}/quiz_*.png")
 
     expected = sum(len(q["options"]) for b in banks
