@@ -30,7 +30,7 @@ import numpy as np
 __all__ = ["ARTICLE", "Accuracy", "Scores", "difference", "accuracy", "paired_difference", "unpaired_difference",
            "mean_and_se",
            "interval", "verdict_for", "judge", "Judgement", "Ledger", "aggregate", "count_line", "ledger_rows",
-           "VERDICTS", "Z95"]
+           "VERDICTS", "Z95", "ledger_markdown", "write_ledger_csv"]
 
 # The article most of the course's claims come from; quote it by title, never as "the seed".
 ARTICLE = "Transfer Learning Explained (Abstract Algorithms)"
@@ -422,6 +422,32 @@ def ledger_rows(judgements: Iterable, notebook: bool = False) -> list[dict]:
             row["seeds"] = get("n_seeds")
         rows.append(row)
     return rows
+
+
+def ledger_markdown(judgements: Sequence, extra: Mapping[str, str] | None = None) -> str:
+    """A ledger (one row per claim, a notebook column) as Markdown, then its count line in bold.
+
+    extra: more columns from each judgement, {column title: key}, e.g. {"single runs": "note"} over seeds.
+    """
+    from labkit._tables import markdown_table
+
+    rows = ledger_rows(judgements, notebook=True)
+    if not rows:
+        return "(no notebook recorded any claims)"
+    get = [j.get if isinstance(j, Mapping) else (lambda k, d=None, j=j: getattr(j, k, d)) for j in judgements]
+    for row, g in zip(rows, get):
+        for title, key in (extra or {}).items():
+            row[title] = g(key, "")
+    header = list(dict.fromkeys(k for r in rows for k in r))
+    return markdown_table(header, [[r.get(k, "") for k in header] for r in rows]) + f"\n\n**{count_line(judgements)}**"
+
+
+def write_ledger_csv(judgements: Sequence, path) -> None:
+    """Every field of every claim as one CSV row (the per-seed lists left out)."""
+    import pandas as pd
+
+    records = [j if isinstance(j, Mapping) else j.to_dict() for j in judgements]
+    pd.DataFrame(records).drop(columns=["effects", "ses"], errors="ignore").to_csv(path, index=False)
 
 
 def count_line(judgements: Iterable) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from labkit._tables import flatten_numbers, format_value, markdown_table
+from labkit.claims import write_ledger_csv
 from labkit.tools.bands import BANDS_FILE, band_verdict, find_bands, load_bands
 
 __all__ = ["BANDS_FILE", "band_verdict", "find_bands", "load_bands", "summarise", "run_rows", "headline_metrics",
@@ -165,16 +166,9 @@ def aggregate_claims(runs: list[dict], swept: Sequence[str]) -> list[dict]:
 
 def claims_markdown(claim_rows: list[dict], params: Sequence[str] = ()) -> str:
     """The over-seeds ledger as Markdown, with its count line."""
-    from labkit.claims import count_line, ledger_rows
+    from labkit.claims import ledger_markdown
 
-    table = ledger_rows(claim_rows, notebook=True)
-    for t, c in zip(table, claim_rows):
-        for p in params:
-            t[p] = c.get(p)
-        t["single runs"] = c.get("note", "")
-    header = list(dict.fromkeys(k for r in table for k in r))
-    return markdown_table(header, [[r.get(k, "") for k in header] for r in table]) + \
-        f"\n\n**{count_line(claim_rows)}**"
+    return ledger_markdown(claim_rows, {**{p: p for p in params}, "single runs": "note"})
 
 
 def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: str, runs: list[dict],
@@ -183,15 +177,13 @@ def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: 
     import platform
     import subprocess
 
-    import pandas as pd
-
     from labkit.claims import count_line
     from labkit.repro import cpu_signature
 
     md_path = Path(md_path)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     csv_path = md_path.with_suffix(".csv")
-    pd.DataFrame(claim_rows).drop(columns=["effects", "ses"], errors="ignore").to_csv(csv_path, index=False)
+    write_ledger_csv(claim_rows, csv_path)
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 check=True, cwd=md_path.parent).stdout.strip()
@@ -263,8 +255,7 @@ def write_report(batch_dir: Path, name: str, runs: list[dict], swept: Sequence[s
     params = [p for p in swept if p != "seed"]
     claim_rows = aggregate_claims(runs, swept)
     if claim_rows:
-        pd.DataFrame(claim_rows).drop(columns=["effects", "ses"], errors="ignore").to_csv(
-            batch_dir / "claims.csv", index=False)
+        write_ledger_csv(claim_rows, batch_dir / "claims.csv")
     lines = [f"# Batch `{name}`", "",
              f"Tier: **{tier}**. Runs: {len(runs)} planned, {len(done)} done, {len(failed)} failed, "
              f"{len(missing)} not run yet. Seeds are aggregated as mean ± std (n = number of seeds).", ""]

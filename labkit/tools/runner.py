@@ -368,17 +368,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def course_ledger(claims: list[dict], csv_path: Path | None = None) -> str:
     """The course ledger as Markdown (one row per claim, then the count line); also written to `csv_path`."""
-    from labkit.claims import count_line, ledger_rows
+    from labkit.claims import ledger_markdown, write_ledger_csv
 
-    rows = ledger_rows(claims, notebook=True)
     if csv_path is not None:
-        import pandas as pd
-
-        pd.DataFrame(claims).drop(columns=["effects", "ses"], errors="ignore").to_csv(csv_path, index=False)
-    if not rows:
-        return "(no notebook recorded any claims)"
-    header = list(dict.fromkeys(k for r in rows for k in r))
-    return markdown_table(header, [[r.get(k, "") for k in header] for r in rows]) + f"\n\n**{count_line(claims)}**"
+        write_ledger_csv(claims, csv_path)
+    return ledger_markdown(claims)
 
 
 def ledger_text(claims: list[dict]) -> str:
