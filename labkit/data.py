@@ -293,10 +293,13 @@ def lfw_subset(split: str = "train") -> ImageDataset:
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def image_folder(path: str | os.PathLike, size: int = 128, split: str | None = None) -> ImageDataset:
+def image_folder(path: str | os.PathLike, size: int = 128, split: str | None = None,
+                 classes: Sequence[str] | None = None) -> ImageDataset:
     """Every image under path/<class name>/ resized (short side) and centre-cropped to `size`, as RGB uint8.
 
-    split: if path has train/ and test/ sub-folders (or val/), pick one of them.
+    split: read path/<split>/ instead (e.g. "train" of a train/ + val/ layout); `load_dataset` picks it for you.
+    classes: the class names in label order (so a test folder gets the training folder's label numbers, even when
+        it lacks a class); None: the sub-folders, sorted.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -305,12 +308,20 @@ def image_folder(path: str | os.PathLike, size: int = 128, split: str | None = N
         root = root / split
     if not root.is_dir():
         raise DataUnavailableError(f"No image folder at {root}. Expected {root}/<class name>/<image files>.")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not class_dirs:
+    found = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
         raise DataUnavailableError(f"{root} has no class sub-folders. Put each class's images in its own folder, "
                                    f"e.g. {root}/cats/1.jpg and {root}/dogs/2.jpg.")
+    names = list(classes) if classes is not None else found
+    extra = sorted(set(found) - set(names))
+    if extra:
+        raise DataUnavailableError(f"{root} has class folder(s) {extra} that the training folder does not have "
+                                   f"({names}): every split must use the same class names.")
     images, labels, skipped = [], [], []
-    for label, d in enumerate(class_dirs):
+    for label, name in enumerate(names):
+        d = root / name
+        if not d.is_dir():
+            continue
         for f in sorted(d.rglob("*")):
             if f.suffix.lower() not in _IMAGE_SUFFIXES:
                 continue
@@ -331,23 +342,86 @@ def image_folder(path: str | os.PathLike, size: int = 128, split: str | None = N
         import warnings
 
         warnings.warn(f"Skipped {len(skipped)} unreadable file(s) in {root}, e.g. {skipped[:3]}.", stacklevel=2)
-    return ImageDataset(np.stack(images), np.array(labels), [d.name for d in class_dirs], root.name)
+    return ImageDataset(np.stack(images), np.array(labels), names, root.name)
+
+
+# Folder names of the usual split layouts (torchvision's ImageFolder tutorials, Keras' image_dataset_from_directory)
+SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test", "testing")}
+FLAT_TEST_FRACTION = 0.3  # a folder without split sub-folders: this share of each class is the test set (seed 0)
+
+
+def split_folders(path: str | os.PathLike) -> dict[str, str]:
+    """Which split sub-folders a folder has: {"train": "train", "test": "val", ...}; {} for a flat class folder.
+
+    A missing test split falls back to the validation folder (the PyTorch tutorial's train/ + val/ layout);
+    it never falls back to the whole folder.
+    """
+    root = Path(path)
+    present = {d.name.lower(): d.name for d in root.iterdir() if d.is_dir()} if root.is_dir() else {}
+    found = {}
+    for split, names in SPLIT_FOLDERS.items():
+        hit = next((present[n] for n in names if n in present), None)
+        if hit:
+            found[split] = hit
+    if found and "test" not in found and "val" in found:
+        found["test"] = found["val"]
+    return found
+
+
+def _load_folder(path: Path, split: str, **kwargs) -> ImageDataset:
+    """An ImageFolder directory: its split sub-folder, or a fixed stratified 70/30 split of a flat class folder."""
+    if split not in ("train", "val", "test", "all"):
+        raise ValueError(f"split must be 'train', 'val', 'test' or 'all', got {split!r}.")
+    layout = split_folders(path)
+    if not layout:  # <folder>/<class>/<images>: hold out 30 % of each class as the test set, the same every time
+        everything = image_folder(path, **kwargs)
+        if split == "all":
+            return everything
+        if split == "val":
+            raise DataUnavailableError(f"{path} has no val/ folder; take a validation split from the training "
+                                       "images (e.g. `train.split(0.2)`).")
+        train, test = everything.split(FLAT_TEST_FRACTION, seed=0)
+        out = train if split == "train" else test
+        out.name = f"{path.name}-{split}"
+        return out
+    if split == "all":
+        raise ValueError(f"{path} is split into {sorted(set(layout.values()))}: ask for one split, not 'all'.")
+    if "train" not in layout:
+        raise DataUnavailableError(f"{path} has {sorted(set(layout.values()))} but no train/ folder. Expected "
+                                   f"{path}/train/<class name>/<images> (and test/ or val/ beside it).")
+    if split not in layout:
+        wanted = "test/ or val/" if split == "test" else "val/"
+        raise DataUnavailableError(f"{path} has no {wanted} folder (found {sorted(set(layout.values()))}). Add one, "
+                                   "or use a flat folder of class sub-folders, which labkit splits 70/30.")
+    classes = image_folder_classes(path / layout["train"])
+    out = image_folder(path, split=layout[split], classes=classes, **kwargs)
+    out.name = f"{path.name}-{split}"
+    return out
+
+
+def image_folder_classes(path: str | os.PathLike) -> list[str]:
+    """The class names of an ImageFolder directory: its sub-folders, sorted."""
+    return sorted(d.name for d in Path(path).iterdir() if d.is_dir() and not d.name.startswith("."))
 
 
 IMAGE_DATASETS = {"fashion_mnist": fashion_mnist, "digits": digits, "lfw_subset": lfw_subset}
 
 
 def load_dataset(name: str, split: str = "train", **kwargs) -> ImageDataset:
-    """A named image data set ('fashion_mnist', 'digits', 'lfw_subset') or a path to an ImageFolder directory."""
+    """A named image data set ('fashion_mnist', 'digits', 'lfw_subset') or a path to an ImageFolder directory.
+
+    Folders: <folder>/train/<class>/... with test/ (or val/, used as the test set when there is no test/), or a
+    flat <folder>/<class>/... that is split 70/30 per class (seed 0, the same split every run; split="all" reads
+    everything). The test split never contains a training image.
+    """
     if name in IMAGE_DATASETS:
         return IMAGE_DATASETS[name](split=split, **kwargs)
     path = Path(str(name)).expanduser()
-    if path.exists():
-        if (path / split).is_dir():
-            return image_folder(path, split=split, **kwargs)
-        return image_folder(path, **kwargs)
+    if path.is_dir():
+        return _load_folder(path, split, **kwargs)
     if any(sep in str(name) for sep in ("/", "\\")) or str(name).startswith("."):
-        raise DataUnavailableError(f"No image folder at {name}. Expected <folder>/<class name>/<images>.")
+        raise DataUnavailableError(f"No image folder at {name}. Expected <folder>/<class name>/<images>, or "
+                                   "<folder>/train/<class name>/<images> with test/ or val/ beside it.")
     import difflib
 
     close = difflib.get_close_matches(str(name), IMAGE_DATASETS, n=1)
@@ -471,14 +545,15 @@ class ImageLoader:
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)  # grayscale -> 3 identical channels for an RGB backbone
         size = self.preprocessing.size
-        if self.augment:
-            if generator is not None:
-                flip = torch.rand(x.shape[0], generator=generator) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        if self.augment and self.augment != "article" and generator is not None:  # True / "flip": flips only
+            flip = torch.rand(x.shape[0], generator=generator) < 0.5
+            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
         if x.shape[-2:] != (size, size):
             mode = "bicubic" if self.preprocessing.interpolation == "bicubic" else "bilinear"
             x = F.interpolate(x, size=(size, size), mode=mode, align_corners=False,
                               antialias=x.shape[-1] > size).clamp_(0, 1)
+        if self.augment == "article" and generator is not None:
+            x = augment_like_the_article(x, generator)
         return self.preprocessing.normalize(x)
 
     def __iter__(self) -> Iterator:
@@ -497,9 +572,41 @@ class ImageLoader:
             yield x, y
 
 
+AUGMENTATIONS = (False, True, "flip", "article")
+
+
+def article_augmentation():
+    """The article's training augmentation as torchvision transforms: flips, small rotations, colour jitter."""
+    import torchvision.transforms.v2 as T
+
+    return T.Compose([T.RandomHorizontalFlip(), T.RandomRotation(15),
+                      T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2)])
+
+
+def augment_like_the_article(x, generator):
+    """`article_augmentation` on each image of a float batch in [0, 1], seeded by `generator` (the loader's, so
+    every epoch draws new, reproducible transforms); torch's global random state is left as it was."""
+    import torch
+
+    transform = article_augmentation()
+    seeds = torch.randint(0, 2**31 - 1, (x.shape[0],), generator=generator).tolist()
+    out = torch.empty_like(x)
+    with torch.random.fork_rng(devices=[]):
+        for i, s in enumerate(seeds):
+            torch.manual_seed(s)
+            out[i] = transform(x[i])
+    return out.clamp_(0, 1)
+
+
 def make_loader(ds: ImageDataset, preprocessing, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
-                augment: bool = False, size: int | None = None, drop_last: bool = False) -> ImageLoader:
-    """A loader that applies `preprocessing` (from the backbone) to batches; size overrides the resolution."""
+                augment: bool | str = False, size: int | None = None, drop_last: bool = False) -> ImageLoader:
+    """A loader that applies `preprocessing` (from the backbone) to batches; size overrides the resolution.
+
+    augment (training loaders): False; True or "flip" (horizontal flips); "article" (the article's flips, rotations
+    up to 15 degrees and colour jitter, torchvision transforms; see `article_augmentation`).
+    """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}.")
     if hasattr(preprocessing, "preprocessing"):  # a Backbone was passed: use its preprocessing
         preprocessing = preprocessing.preprocessing
     if size is not None:

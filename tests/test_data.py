@@ -57,8 +57,68 @@ def test_image_folder_bring_your_own_data(tmp_path):
         for i in range(3):
             Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
     (tmp_path / "cats" / "notes.txt").write_text("not an image")
-    ds = data.load_dataset(str(tmp_path), size=32)
+    ds = data.load_dataset(str(tmp_path), split="all", size=32)
     assert ds.images.shape == (6, 32, 32, 3) and ds.classes == ["cats", "dogs"]
+
+
+def _write_images(folder, counts: dict, rng, value_of=None):
+    """folder/<class>/<i>.png for each class; each image's pixels carry a value that tells where it came from."""
+    from PIL import Image
+
+    for cls, n in counts.items():
+        (folder / cls).mkdir(parents=True)
+        for i in range(n):
+            value = value_of(cls, i) if value_of else int(rng.integers(0, 255))
+            Image.fromarray(np.full((20, 24, 3), value, dtype=np.uint8)).save(folder / cls / f"{i}.png")
+
+
+def test_flat_folder_is_split_70_30_without_overlap(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_images(tmp_path, {"cats": 10, "dogs": 10}, rng, value_of=lambda cls, i: 10 * i + (cls == "dogs"))
+    train = data.load_dataset(str(tmp_path), split="train", size=16)
+    test = data.load_dataset(str(tmp_path), split="test", size=16)
+    assert len(train) == 14 and len(test) == 6 and train.classes == test.classes == ["cats", "dogs"]
+    assert train.class_counts() == {"cats": 7, "dogs": 7}
+    seen = {(int(im[0, 0, 0]), int(y)) for im, y in zip(train.images, train.labels)}
+    assert not seen & {(int(im[0, 0, 0]), int(y)) for im, y in zip(test.images, test.labels)}
+    again = data.load_dataset(str(tmp_path), split="test", size=16)
+    assert again.fingerprint() == test.fingerprint()  # the same split every time, whatever the seed of the run
+
+
+@pytest.mark.parametrize("held_out", ["val", "test"])
+def test_train_val_layout_uses_its_splits_not_the_whole_folder(tmp_path, held_out):
+    """The PyTorch tutorial's layout: train/ + val/. The test set is val/ when there is no test/, labelled by class."""
+    rng = np.random.default_rng(0)
+    _write_images(tmp_path / "train", {"ants": 4, "bees": 5}, rng, value_of=lambda cls, i: 0)
+    _write_images(tmp_path / held_out, {"ants": 2, "bees": 3}, rng, value_of=lambda cls, i: 200)
+    train = data.load_dataset(str(tmp_path), split="train", size=16)
+    test = data.load_dataset(str(tmp_path), split="test", size=16)
+    assert train.classes == test.classes == ["ants", "bees"]  # never ['train', 'val']
+    assert len(train) == 9 and len(test) == 5 and test.class_counts() == {"ants": 2, "bees": 3}
+    assert int(train.images.max()) == 0 and int(test.images.min()) == 200  # no training image in the test set
+    assert data.split_folders(tmp_path)["test"] == held_out
+
+
+def test_split_folders_keep_the_training_label_numbers(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_images(tmp_path / "train", {"a": 2, "b": 2, "c": 2}, rng)
+    _write_images(tmp_path / "test", {"c": 2}, rng)  # a test folder that lacks two classes
+    test = data.load_dataset(str(tmp_path), split="test", size=16)
+    assert test.classes == ["a", "b", "c"] and set(test.labels.tolist()) == {2}
+
+
+def test_split_layout_problems_are_explained(tmp_path):
+    rng = np.random.default_rng(0)
+    _write_images(tmp_path / "train", {"a": 2, "b": 2}, rng)
+    with pytest.raises(data.DataUnavailableError, match="no test/ or val/ folder"):
+        data.load_dataset(str(tmp_path), split="test")
+    _write_images(tmp_path / "val", {"a": 1, "z": 1}, rng)
+    with pytest.raises(data.DataUnavailableError, match=r"class folder\(s\) \['z'\]"):
+        data.load_dataset(str(tmp_path), split="test")
+    only_test = tmp_path / "other"
+    _write_images(only_test / "test", {"a": 1}, rng)
+    with pytest.raises(data.DataUnavailableError, match="no train/ folder"):
+        data.load_dataset(str(only_test), split="train")
 
 
 def test_missing_and_unknown_datasets_are_explained(tmp_path, monkeypatch):
