@@ -395,7 +395,7 @@ def _load_folder(path: Path, split: str, **kwargs) -> ImageDataset:
                                    "or use a flat folder of class sub-folders, which labkit splits 70/30.")
     classes = image_folder_classes(path / layout["train"])
     out = image_folder(path, split=layout[split], classes=classes, **kwargs)
-    out.name = f"{path.name}-{split}"
+    out.name = f"{path.name}-{layout[split]}"  # e.g. "photos-val" when val/ stands in for the test set
     return out
 
 

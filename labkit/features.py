@@ -10,6 +10,7 @@ import hashlib
 import os
 import zipfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -20,7 +21,7 @@ from labkit._torchutil import weights_digest
 from labkit.repro import resolve_device
 
 __all__ = ["extract_features", "subset_features", "feature_key", "feature_keys", "clear_memory_cache", "fit_probe",
-           "linear_probe",
+           "linear_probe", "choose_C", "PROBE_CS",
            "train_head", "make_head", "FeatureLoader", "cache_dir", "STATS"]
 
 _MEMORY: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -157,6 +158,24 @@ def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int
     clf = fit_probe(X_train, y_train, C, max_iter)
     with _one_blas_thread():
         return accuracy(clf.predict(X_test), y_test)
+
+
+PROBE_CS = (0.01, 0.1, 1.0, 10.0)  # the default grid `choose_C` searches
+
+
+def choose_C(X_train, y_train, X_val, y_val, Cs: Sequence[float] = PROBE_CS, max_iter: int = 2000) -> float:
+    """The probe's inverse regularisation strength with the best validation accuracy (the smallest C on ties).
+
+    Features of different widths (a few dozen channels early in a network, over a thousand at the top) want
+    different regularisation; choosing C on validation images, never on the test set, keeps the comparison fair.
+    """
+    if not Cs:
+        raise ValueError("choose_C needs at least one C to try.")
+    if len(X_val) == 0:
+        raise ValueError("choose_C needs validation features: C chosen on the test set would flatter the probe.")
+    scores = {float(C): float(linear_probe(X_train, y_train, X_val, y_val, C=C, max_iter=max_iter))
+              for C in sorted(Cs)}
+    return max(scores, key=lambda C: (scores[C], -C))
 
 
 class FeatureLoader:

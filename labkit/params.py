@@ -139,7 +139,8 @@ def _specs() -> dict[str, dict[str, Param]]:
             "n_per_class": COUNT, "test_size": COUNT, "second_n_per_class": COUNT, "second_test_size": COUNT,
             "resolution": Param("int", low=16, high=1024, optional=True)},
         "02_freeze_strategies": {
-            "backbone_name": backbone, "n_per_class": Param("int", low=1), "test_size": COUNT,
+            "backbone_name": backbone, "dataset": image_data, "n_per_class": Param("int", low=1),
+            "val_per_class": COUNT, "test_size": COUNT,
             "resolution": Param("int", low=16, high=1024, optional=True), "num_epochs": COUNT, "curve_sizes": sizes},
         "03_forgetting": {
             "n_b_train": Param("int", low=4, optional=True), "n_test": COUNT, "num_epochs": COUNT,

@@ -133,16 +133,22 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
 
 
 def layerwise_probe(backbone, train_ds, test_ds, depths: Sequence[str] | None = None, size: int | None = None,
-                    C: float = 1.0, **feature_kwargs) -> dict[str, float]:
+                    C: float = 1.0, val_ds=None, Cs: Sequence[float] | None = None,
+                    **feature_kwargs) -> dict[str, float]:
     """Linear-probe test accuracy at every depth: {depth: accuracy}, in network order.
 
     C: inverse regularisation strength of the logistic regression (labkit.features.linear_probe).
+    val_ds: validation images; with them, each depth's C is chosen on validation from `Cs`
+        (labkit.features.choose_C) instead of the fixed C.
     """
-    from labkit.features import linear_probe
+    from labkit.features import PROBE_CS, choose_C, linear_probe
 
     train = depth_features(backbone, train_ds, depths, size, **feature_kwargs)
     test = depth_features(backbone, test_ds, depths, size, **feature_kwargs)
-    return {d: linear_probe(*train[d], *test[d], C=C) for d in train}
+    if val_ds is None:
+        return {d: linear_probe(*train[d], *test[d], C=C) for d in train}
+    val = depth_features(backbone, val_ds, depths, size, **feature_kwargs)
+    return {d: linear_probe(*train[d], *test[d], C=choose_C(*train[d], *val[d], Cs=Cs or PROBE_CS)) for d in train}
 
 
 def largest_gap(pretrained: Mapping[str, float], random: Mapping[str, float]) -> str:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["Strategy", "StrategyResult", "run_strategy", "backbone_factory", "standard_strategies",
+__all__ = ["Strategy", "StrategyResult", "run_strategy", "choose_lr", "backbone_factory", "standard_strategies",
            "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "accuracy_noise",
-           "ARTICLE_MATRIX"]
+           "ARTICLE_MATRIX", "ARTICLE_LR", "lr_text"]
 
 # The article's 2x2 decision matrix (Transfer Learning Explained, Abstract Algorithms):
 # (dataset size, domain similarity) -> the strategy families it recommends.
@@ -52,6 +52,10 @@ class Strategy:
     weight_decay: float = 0.0
     train_batchnorm: bool = True  # False: BatchNorm layers keep their pretrained statistics and affine weights
     standardize: bool = False  # the cached-feature head standardises its inputs (only for heads that stay heads)
+    augment: bool | str = False  # training-image augmentation through the network: "article" (flips, rotation,
+    #   colour jitter), True / "flip" (flips only); the cached-feature head sees no augmentation
+    patience: int | None = None  # with validation data: stop after this many epochs without a better val loss
+    #   (None: never stop early); either way the epoch with the best val loss is the one kept, never chosen on test
     family: str = ""  # "scratch", "feature extraction" or "fine-tune" (for the decision matrix)
 
     def __post_init__(self):
@@ -80,6 +84,18 @@ class Strategy:
         for lr in (self.lr, self.head_lr):
             if not lr > 0:
                 raise ValueError(f"{self.name}: learning rates must be positive, got {lr}.")
+        if self.augment not in (False, True, "flip", "article"):
+            raise ValueError(f"{self.name}: augment must be False, True, 'flip' or 'article', got {self.augment!r}.")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"{self.name}: patience must be None (never stop early) or at least 1 epoch.")
+
+    @property
+    def budget(self) -> str:
+        """The declared training budget in epochs, e.g. "30 head epochs + 3 network epochs"."""
+        parts = [f"{self.head_epochs} head epochs (cached features)"] if self.head_epochs else []
+        if self.num_epochs:
+            parts.append(f"{'up to ' if self.patience else ''}{self.num_epochs} network epochs")
+        return " + ".join(parts)
 
     def with_(self, **changes) -> "Strategy":
         """A copy with some fields changed, e.g. strategy.with_(num_epochs=5)."""
@@ -100,6 +116,20 @@ class StrategyResult:
     stages: list[str]  # "head" / "network" for each epoch, to draw where stage 2 starts
     histories: list = field(default_factory=list, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
+    head_steps: int = 0  # optimizer steps of the head on cached features (each far cheaper than a network step)
+    network_steps: int = 0  # optimizer steps through the network
+    kept_epoch: dict = field(default_factory=dict)  # stage -> the epoch kept (1-based), chosen on validation
+    val_acc: float | None = None  # accuracy of the kept model on the validation set (what choices are made on)
+    val_loss_kept: float | None = None
+    final_train_loss: float | None = None  # training loss of the last network epoch (or head epoch)
+    diverged: bool = False  # the final training loss is above ln(classes): worse than guessing uniformly
+
+    @property
+    def steps(self) -> str:
+        """The budget as run, e.g. "480 head + 48 network steps"."""
+        parts = ([f"{self.head_steps} head"] if self.head_steps else []) + \
+                ([f"{self.network_steps} network"] if self.network_steps else [])
+        return " + ".join(parts) + " steps"
 
 
 def backbone_factory(source: str | Callable[[bool], nn.Module] = "efficientnet_lite0"
@@ -155,50 +185,62 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
 
     make_backbone: from `backbone_factory` (pretrained -> fresh Backbone).
     size: input resolution (None: the backbone's own); quick mode uses a low one.
-    val_ds: optional held-out images for the validation loss curve (costs one forward pass per epoch).
+    val_ds: held-out training images. With them, every stage keeps the epoch with the best validation loss (the
+        checkpoint is chosen on validation, never on test), records the validation curve, and the result carries
+        the validation accuracy that choices between strategies are made on.
     """
     from labkit import features
     from labkit.data import make_loader
     from labkit.freeze import discriminative_param_groups, freeze_to
-    from labkit.train import GradualUnfreezing, evaluate, fit
+    from labkit.train import EarlyStopping, GradualUnfreezing, evaluate, fit
 
     if not isinstance(strategy, Strategy):
         raise TypeError(f"run_strategy needs a labkit.strategies.Strategy, got {type(strategy).__name__}.")
     num_classes = len(train_ds.classes)
-    if set(np.unique(test_ds.labels)) - set(range(num_classes)):
-        raise ValueError(f"test_ds has labels the {num_classes} training classes do not cover: train and test "
-                         "must use the same classes (select_classes on both).")
+    for label, ds in (("test_ds", test_ds), ("val_ds", val_ds)):
+        if ds is not None and set(np.unique(ds.labels)) - set(range(num_classes)):
+            raise ValueError(f"{label} has labels the {num_classes} training classes do not cover: train, validation "
+                             "and test must use the same classes (select_classes on each).")
     start = time.perf_counter()
     model = make_backbone(strategy.pretrained)
     torch.manual_seed(seed)  # the same new head for every strategy
     model.reset_head(num_classes)
     size = int(size or model.preprocessing.size)
     histories, train_loss, val_loss, stages = [], [], [], []
+    steps = {"head": 0, "network": 0}
+    kept = {}
 
-    def keep(history, stage):
+    def keep(history, stage, steps_per_epoch):
         histories.append(history)
         train_loss.extend(history["train_loss"])
         val_loss.extend(v for v in history["val_loss"] if v is not None)
         stages.extend([stage] * len(history.epochs))
+        steps[stage] += steps_per_epoch * len(history.epochs)
+        if val_ds is not None:
+            kept[stage] = (history.best_epoch if history.best_epoch is not None else len(history.epochs) - 1) + 1
 
-    head = X_test = y_test = None
+    def checkpoint_on_val(epochs):  # keeps the best validation loss; stops early only if the recipe says so
+        return [EarlyStopping(patience=strategy.patience or epochs + 1)] if val_ds is not None else []
+
+    head = X_val = y_val = None
     if strategy.head_epochs:
         # feature extraction: one frozen forward pass per image (cached), then a head trained without the backbone
         X_train, y_train = features.extract_features(model, train_ds, depth=strategy.feature_depth, size=size,
                                                      device=device, progress=False)
-        X_val = y_val = None
         if val_ds is not None:
             X_val, y_val = features.extract_features(model, val_ds, depth=strategy.feature_depth, size=size,
                                                      device=device, progress=False)
         head, history = features.train_head(X_train, y_train, X_val, y_val, num_epochs=strategy.head_epochs,
                                             lr=strategy.head_lr, batch_size=batch_size, seed=seed, device=device,
-                                            standardize=strategy.standardize)
-        keep(history, "head")
+                                            standardize=strategy.standardize,
+                                            callbacks=checkpoint_on_val(strategy.head_epochs))
+        keep(history, "head", math.ceil(len(train_ds) / batch_size))
 
+    val_loader = None
     if strategy.num_epochs:
         if head is not None:
             _fold_head(head, model.classifier)  # stage 2 starts from the trained head, not a random one
-        callbacks, param_groups = [], None
+        callbacks, param_groups = checkpoint_on_val(strategy.num_epochs), None
         if strategy.gradual_every:
             callbacks.append(GradualUnfreezing(every=strategy.gradual_every, decay=strategy.decay or 1.0,
                                                stop_at=strategy.train_from, train_batchnorm=strategy.train_batchnorm))
@@ -207,49 +249,93 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
             if strategy.decay is not None:
                 def param_groups(m, lr=strategy.lr, decay=strategy.decay, wd=strategy.weight_decay):
                     return discriminative_param_groups(m, lr, decay=decay, weight_decay=wd)
-        train_loader = make_loader(train_ds, model, batch_size=batch_size, shuffle=True, seed=seed, size=size)
+        train_loader = make_loader(train_ds, model, batch_size=batch_size, shuffle=True, seed=seed, size=size,
+                                   augment=strategy.augment)
         val_loader = make_loader(val_ds, model, batch_size=128, size=size) if val_ds is not None else None
         history = fit(model, train_loader, val_loader, num_epochs=strategy.num_epochs, lr=strategy.lr,
                       weight_decay=strategy.weight_decay, param_groups=param_groups, scheduler=strategy.scheduler,
                       callbacks=callbacks, device=device, progress=False)
-        keep(history, "network")
+        keep(history, "network", len(train_loader))
         test_acc = evaluate(model, make_loader(test_ds, model, batch_size=128, size=size))["acc"]
+        val = evaluate(model, val_loader) if val_loader is not None else None
     else:
         X_test, y_test = features.extract_features(model, test_ds, depth=strategy.feature_depth, size=size,
                                                    device=device, progress=False)
         test_acc = evaluate(head, features.FeatureLoader(X_test, y_test, batch_size=1024))["acc"]
+        val = evaluate(head, features.FeatureLoader(X_val, y_val, batch_size=1024)) if X_val is not None else None
     seconds = time.perf_counter() - start
     peaks = [h.peak_mem_mb for h in histories if not math.isnan(h.peak_mem_mb)]
+    final = histories[-1]["train_loss"][-1] if histories[-1].epochs else None
     return StrategyResult(
         name=strategy.name, test_acc=test_acc, seconds=seconds,
         trainable_params=max(h.trainable_params for h in histories), peak_mem_mb=max(peaks, default=float("nan")),
         train_loss=train_loss, val_loss=val_loss, stages=stages, histories=histories,
-        model=(model if strategy.num_epochs else head) if keep_model else None)
+        model=(model if strategy.num_epochs else head) if keep_model else None,
+        head_steps=steps["head"], network_steps=steps["network"], kept_epoch=kept,
+        val_acc=None if val is None else val["acc"], val_loss_kept=None if val is None else val["loss"],
+        final_train_loss=final, diverged=final is not None and final > math.log(num_classes))
 
 
-def standard_strategies(num_epochs: int = 3, head_epochs: int = 30, lr: float = 1e-3, high_lr: float = 1e-2,
-                        low_lr: float = 3e-4, scratch_lr: float = 3e-3, scratch_epochs: int | None = None,
-                        top_depths: int = 4, decay: float = 0.5, train_batchnorm: bool = False) -> dict[str, Strategy]:
-    """The notebook's seven recipes, keyed by name (the order is the order of the table).
+def choose_lr(strategy: Strategy, lrs: Sequence[float], make_backbone, train_ds, val_ds, test_ds, **kwargs
+              ) -> tuple[float, dict[float, StrategyResult]]:
+    """Run `strategy` at each LR and pick the one with the best validation accuracy (then the lower validation
+    loss); the test set is scored for the record but never looked at. Returns (chosen lr, {lr: result})."""
+    if val_ds is None:
+        raise ValueError("choose_lr needs val_ds: an LR chosen on the test set would make the test score optimistic.")
+    if not lrs:
+        raise ValueError("choose_lr needs at least one learning rate.")
+    runs = {float(lr): run_strategy(strategy.with_(lr=float(lr), name=f"{strategy.name} (lr {lr:g})"), make_backbone,
+                                    train_ds, test_ds, val_ds=val_ds, **kwargs) for lr in lrs}
+    best = max(runs, key=lambda lr: (runs[lr].val_acc, -runs[lr].val_loss_kept))
+    return best, runs
 
+
+ARTICLE_LR = 1e-4  # the article's full fine-tuning from the start: all layers at about 1e-4
+
+
+def lr_text(lr: float) -> str:
+    """A learning rate as people write it: 1e-4, 3e-3, 0.5."""
+    if lr >= 0.1:
+        return f"{lr:g}"
+    mantissa, exponent = f"{lr:.1e}".split("e")
+    return f"{mantissa.removesuffix('.0')}e{int(exponent)}"
+
+
+def standard_strategies(num_epochs: int = 3, head_epochs: int = 30, lr: float = 1e-3,
+                        full_lrs: Sequence[float] = (ARTICLE_LR, 1e-3, 1e-2), scratch_lr: float = 3e-3,
+                        top_depths: int = 4, decay: float = 0.5, train_batchnorm: bool = False,
+                        augment: str = "article") -> dict[str, Strategy]:
+    """The notebook's recipes, keyed by name (the order is the order of the table).
+
+    Every recipe that trains through the network gets the same budget, `num_epochs` epochs (the same optimizer
+    steps); the head on cached features gets `head_epochs` (its steps cost almost nothing: no backbone runs).
+    full_lrs: full fine-tuning from the start at each of these LRs; the first is the article's setting.
     top_depths: partial fine-tuning trains this many depths from the output down (classifier included).
-    train_batchnorm: whether fine-tuned pretrained depths update BatchNorm (False keeps the pretrained statistics,
-        which 500 images at batch 32 estimate badly); scratch always trains its BatchNorm.
+    train_batchnorm: whether fine-tuned pretrained depths update BatchNorm (False keeps the pretrained statistics);
+        "two-stage, BN trained" is the same recipe with it flipped, and scratch always trains its BatchNorm.
+    augment: the augmentation of "two-stage + augmentation" (see labkit.data.make_loader).
     """
     bn = dict(train_batchnorm=train_batchnorm)
     if top_depths < 2:
         raise ValueError("top_depths counts the classifier too: use at least 2 (the classifier and one more depth).")
+    if not full_lrs:
+        raise ValueError("full_lrs needs at least one learning rate (the article's is 1e-4).")
+    two_stage = Strategy("two-stage", head_epochs=head_epochs, head_lr=lr, num_epochs=num_epochs, train_from=0,
+                         lr=lr, decay=decay, scheduler="cosine", family="fine-tune", **bn)
     recipes = [
-        Strategy("scratch", pretrained=False, num_epochs=scratch_epochs or num_epochs, lr=scratch_lr,
-                 scheduler="cosine", family="scratch"),
+        Strategy("scratch", pretrained=False, num_epochs=num_epochs, lr=scratch_lr, scheduler="cosine",
+                 family="scratch"),
         Strategy("feature extraction", head_epochs=head_epochs, head_lr=lr, family="feature extraction"),
         Strategy(f"partial fine-tune (top {top_depths})", num_epochs=num_epochs, train_from=-top_depths, lr=lr,
                  decay=decay, family="fine-tune", **bn),
-        Strategy("two-stage", head_epochs=head_epochs, head_lr=lr, num_epochs=num_epochs, train_from=0, lr=lr,
-                 decay=decay, scheduler="cosine", family="fine-tune", **bn),
-        Strategy("full fine-tune, high LR", num_epochs=num_epochs, lr=high_lr, family="fine-tune", **bn),
-        Strategy("full fine-tune, low LR", num_epochs=num_epochs, lr=low_lr, family="fine-tune", **bn),
-        Strategy("gradual unfreezing", num_epochs=num_epochs + 1, lr=lr, decay=decay, gradual_every=1,
+        two_stage,
+        two_stage.with_(name=f"two-stage, BN {'frozen' if train_batchnorm else 'trained'}",
+                        train_batchnorm=not train_batchnorm),
+        two_stage.with_(name="two-stage + augmentation", augment=augment),
+        *[Strategy(f"full fine-tune, lr {lr_text(full_lr)}", num_epochs=num_epochs, lr=full_lr, family="fine-tune",
+                   **bn)
+          for full_lr in full_lrs],
+        Strategy("gradual unfreezing", num_epochs=num_epochs, lr=lr, decay=decay, gradual_every=1,
                  family="fine-tune", **bn),
     ]
     return {s.name: s for s in recipes}

@@ -263,6 +263,7 @@ class GradualUnfreezing(Callback):
             lr = top_lr * self.decay ** (len(self.names) - 1 - self.current)
             trainer.optimizer.add_param_group({"params": params, "lr": lr, "base_lr": lr, "name": name,
                                                "weight_decay": trainer.weight_decay})
+            trainer.memory.remeasure()  # more trains now: the peak is measured again (CUDA's peak sees it anyway)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -572,7 +573,8 @@ def _optimizer_state_bytes(optimizer: torch.optim.Optimizer) -> int:
 
 
 class MemoryProbe:
-    """Peak training memory of a fit. CUDA: the allocator's peak. CPU: the first step, measured as it runs.
+    """Peak training memory of a fit. CUDA: the allocator's peak. CPU: the first step, measured as it runs, and
+    again after each change of what trains (`remeasure`); the peak is the largest.
 
     watch() wraps the forward pass and the loss of the first step; record() then adds weights, gradients and the
     optimizer state the optimizer actually keeps (see `measure_training_memory` for the parts).
@@ -583,6 +585,7 @@ class MemoryProbe:
         self.enabled = enabled and device.type != "cuda"
         self.cpu_mb = float("nan")
         self._probe: _ForwardMemory | None = None
+        self._again = False
 
     def start(self) -> "MemoryProbe":
         """Start counting from here (CUDA: reset the allocator's peak)."""
@@ -590,16 +593,22 @@ class MemoryProbe:
             torch.cuda.reset_peak_memory_stats(self.device)
         return self
 
+    def remeasure(self) -> None:
+        """What trains has changed (e.g. gradual unfreezing added a depth): measure the next step as well; the
+        peak is the largest step measured."""
+        self._again = True
+
     def watch(self):
-        if self.enabled and math.isnan(self.cpu_mb):
-            self._probe = _ForwardMemory()
+        if self.enabled and (math.isnan(self.cpu_mb) or self._again):
+            self._probe, self._again = _ForwardMemory(), False
             return self._probe
         return contextlib.nullcontext()
 
     def record(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if self._probe is not None:
             parts = self._probe.parts(model, optimizer_state_bytes=_optimizer_state_bytes(optimizer))
-            self.cpu_mb, self._probe = parts["total_mb"], None
+            mb = parts["total_mb"]
+            self.cpu_mb, self._probe = (mb if math.isnan(self.cpu_mb) else max(self.cpu_mb, mb)), None
 
     def peak_mb(self) -> float:
         if self.device.type == "cuda":

@@ -70,3 +70,14 @@ def test_activation_hooks_are_always_removed():
         with record_activations(modules):
             bb(torch.zeros(1, 1, 64, 64))  # fails inside the block...
     assert all(not m._forward_hooks for m in modules.values())  # ...and the hooks are still gone
+
+
+def test_choose_C_looks_at_validation_only_and_prefers_more_regularisation_on_ties():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 6)).astype(np.float32)
+    y = (X[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(np.int64)
+    C = features.choose_C(X[:40], y[:40], X[40:60], y[40:60], Cs=(10.0, 0.01, 1.0))
+    val = {c: float(features.linear_probe(X[:40], y[:40], X[40:60], y[40:60], C=c)) for c in (0.01, 1.0, 10.0)}
+    assert val[C] == max(val.values()) and C == min(c for c, v in val.items() if v == max(val.values()))
+    with pytest.raises(ValueError, match="validation"):
+        features.choose_C(X[:40], y[:40], X[:0], y[:0])

@@ -57,14 +57,57 @@ def test_bad_recipes_get_clear_errors():
         standard_strategies(top_depths=1)
 
 
-def test_standard_strategies_declare_the_seven_recipes():
+def test_standard_strategies_declare_the_recipes_at_one_budget():
     s = standard_strategies(num_epochs=2, top_depths=3)
     assert list(s) == ["scratch", "feature extraction", "partial fine-tune (top 3)", "two-stage",
-                       "full fine-tune, high LR", "full fine-tune, low LR", "gradual unfreezing"]
+                       "two-stage, BN trained", "two-stage + augmentation", "full fine-tune, lr 1e-4",
+                       "full fine-tune, lr 1e-3", "full fine-tune, lr 1e-2", "gradual unfreezing"]
     assert not s["scratch"].pretrained and s["scratch"].train_batchnorm
     assert s["two-stage"].head_epochs and s["two-stage"].scheduler == "cosine" and s["two-stage"].decay
-    assert s["full fine-tune, high LR"].lr > s["full fine-tune, low LR"].lr
-    assert s["gradual unfreezing"].gradual_every == 1
+    assert not s["two-stage"].train_batchnorm and s["two-stage, BN trained"].train_batchnorm
+    assert s["two-stage + augmentation"].augment == "article" and not s["two-stage"].augment
+    # every recipe that trains through the network gets the same number of epochs: equal optimizer steps
+    assert {r.num_epochs for r in s.values() if r.num_epochs} == {2}
+    assert s["two-stage"].budget == "30 head epochs (cached features) + 2 network epochs"
+    with pytest.raises(ValueError, match="augment"):
+        Strategy("x", num_epochs=1, augment="rotate")
+    with pytest.raises(ValueError, match="patience"):
+        Strategy("x", num_epochs=1, patience=0)
+
+
+def test_steps_divergence_and_the_checkpoint_chosen_on_validation(make_small):
+    train, val, test = tiny_images(8), tiny_images(4, seed=3), tiny_images(4, seed=1)
+    r = run_strategy(Strategy("two", head_epochs=4, head_lr=1e-2, num_epochs=3, lr=1e-3), make_small, train, test,
+                     val_ds=val, batch_size=8, device="cpu")
+    assert (r.head_steps, r.network_steps) == (4 * 3, 3 * 3) and r.steps == "12 head + 9 network steps"
+    assert set(r.kept_epoch) == {"head", "network"} and 1 <= r.kept_epoch["network"] <= 3
+    assert len(r.val_loss) == 4 + 3 and 0 <= r.val_acc <= 1 and not r.diverged
+    # the kept network epoch is the one with the lowest validation loss
+    network_val = r.val_loss[4:]
+    assert r.kept_epoch["network"] == 1 + int(np.argmin(network_val))
+    blown = run_strategy(Strategy("blow", num_epochs=2, lr=5.0), make_small, train, test, batch_size=8, device="cpu")
+    assert blown.diverged and blown.final_train_loss > np.log(3) and blown.kept_epoch == {}
+
+
+def test_choose_lr_looks_at_validation_only(make_small, monkeypatch):
+    from labkit import strategies
+
+    train, val, test = tiny_images(6), tiny_images(3, seed=3), tiny_images(3, seed=1)
+    seen = []
+    real = strategies.run_strategy
+
+    def spy(strategy, make, train_ds, test_ds, **kwargs):
+        result = real(strategy, make, train_ds, test_ds, **kwargs)
+        seen.append(result)
+        return result
+
+    monkeypatch.setattr(strategies, "run_strategy", spy)
+    best, runs = strategies.choose_lr(Strategy("s", pretrained=False, num_epochs=1), [1e-3, 1e-2], make_small, train,
+                                      val, test, batch_size=6, device="cpu")
+    assert set(runs) == {1e-3, 1e-2} and len(seen) == 2
+    assert best == max(runs, key=lambda lr: (runs[lr].val_acc, -runs[lr].val_loss_kept))
+    with pytest.raises(ValueError, match="val_ds"):
+        strategies.choose_lr(Strategy("s", num_epochs=1), [1e-3], make_small, train, None, test)
 
 
 def test_factory_loads_once_and_copies(make_small):
@@ -122,6 +165,11 @@ def test_gradual_unfreezing_grows_the_trainable_set(make_small):
                      make_small, train, train, device="cpu")
     trainable = [h["trainable_params"] for h in r.histories][0]
     assert trainable[0] < trainable[1] < trainable[2]
+    # the peak memory is the largest step's, after the last depth was unfrozen, not the first step's
+    first_only = run_strategy(Strategy("head", num_epochs=1, train_from=-1, train_batchnorm=False), make_small, train,
+                              train, device="cpu")
+    assert r.peak_mem_mb > first_only.peak_mem_mb
+    assert r.histories[0]["peak_mem_mb"][-1] > r.histories[0]["peak_mem_mb"][0]
 
 
 def test_labels_outside_the_training_classes_are_refused(make_small):
@@ -214,7 +262,7 @@ def test_notebook_runs_unchanged_on_the_full_tier_code_path(tmp_path):
     recorded = json.loads((tmp_path / "out" / "02_freeze_strategies.results.json").read_text())
     assert recorded["parameters"]["tier"] == "full" and recorded["parameters"]["resolution"] == 224
     numbers = recorded["numbers"]
-    assert set(numbers["test_acc"]) == set(standard_strategies())
+    assert set(numbers["test_acc"]) == set(standard_strategies()) | {"scratch, to a plateau"}
     assert numbers["memory_ratio"] > 1  # measured at 224 px on this run
     assert set(numbers["matrix"]) == {"small/similar", "large/similar", "small/different", "large/different"}
     assert 0 <= numbers["matrix_agreements"] <= 4
@@ -229,3 +277,49 @@ def test_accuracy_noise_is_two_standard_errors_at_half():
     assert accuracy_noise(1000) < accuracy_noise(500)
     with pytest.raises(ValueError, match="positive"):
         accuracy_noise(0)
+
+
+def image_folder_with_train_and_val(root: Path, n_train: int = 12, n_val: int = 5) -> Path:
+    """The PyTorch tutorial's layout, root/train/<class>/ and root/val/<class>/, with three classes of shapes."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("val", n_val)):
+        for cls in ("circle", "square", "bar"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(n):
+                im = Image.new("RGB", (48, 48), tuple(int(v) for v in rng.integers(0, 90, 3)))
+                draw, (x, y) = ImageDraw.Draw(im), rng.integers(8, 20, 2)
+                colour = tuple(int(v) for v in rng.integers(150, 255, 3))
+                if cls == "circle":
+                    draw.ellipse([x, y, x + 20, y + 20], fill=colour)
+                elif cls == "square":
+                    draw.rectangle([x, y, x + 18, y + 18], fill=colour)
+                else:
+                    draw.rectangle([x, 2, x + 6, 46], fill=colour)
+                im.save(root / split / cls / f"{i:02d}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_a_train_val_image_folder(tmp_path, monkeypatch):
+    """dataset=<an ImageFolder with train/ and val/>: the notebook runs unchanged, validates on images held out of
+    train/, tests on val/ (the folder has no test/), and every class is a shape, never a split name."""
+    from labkit.runner import execute_notebook
+
+    folder = image_folder_with_train_and_val(tmp_path / "shapes")
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
+    params = {"dataset": str(folder), "device": "cpu", "n_per_class": 6, "test_size": 15, "num_epochs": 1,
+              "curve_sizes": [3], "student_id": "ci"}
+    status = execute_notebook(REPO / "solutions" / "02_freeze_strategies.ipynb", tmp_path / "out", params,
+                              cwd=tmp_path, timeout=1500)
+    assert status["status"] == "done", status.get("error")
+    recorded = json.loads((tmp_path / "out" / "02_freeze_strategies.results.json").read_text())
+    assert recorded["parameters"]["dataset"] == str(folder) and recorded["parameters"]["val_per_class"] == 4
+    numbers = recorded["numbers"]
+    assert set(numbers["test_acc"]) == set(standard_strategies()) | {"scratch, to a plateau"}
+    assert all(0 <= a <= 1 for a in numbers["test_acc"].values())
+    assert numbers["steps"]["two-stage"]["network"] == numbers["steps"]["scratch"]["network"]  # one budget
+    executed = (tmp_path / "out" / "02_freeze_strategies.ipynb").read_text()
+    assert "ImageDataset('shapes-train', n=18, image=(128, 128, 3), classes=3)" in executed  # 6 per class
+    assert "ImageDataset('shapes-val', n=15, image=(128, 128, 3), classes=3)" in executed  # val/ is the test set
