@@ -21,7 +21,8 @@ import numpy as np
 __all__ = [
     "ImageDataset", "TextDataset", "DataUnavailableError", "fashion_mnist", "digits", "lfw_subset", "image_folder",
     "load_dataset", "newsgroups", "election_tweets", "text_file", "load_text_dataset", "class_split",
-    "make_loader", "ImageLoader", "TextLoader", "make_text_loader", "FASHION_MNIST_CLASSES", "IMAGE_DATASETS",
+    "make_loader", "ImageLoader", "TextLoader", "make_text_loader", "epoch_order", "EpochShuffle",
+    "FASHION_MNIST_CLASSES", "IMAGE_DATASETS",
 ]
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -441,7 +442,36 @@ def load_text_dataset(name: str, split: str = "train", **kwargs) -> TextDataset:
 # --------------------------------------------------------------------------------------------------------------
 # Loaders
 # --------------------------------------------------------------------------------------------------------------
-class ImageLoader:
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int):
+    """The order in which a seeded loader visits n items in epoch `epoch` (0-based), and that epoch's generator.
+
+    The one shuffle rule of every labkit loader (images, texts, cached features): a fresh `torch.Generator`
+    seeded with `seed + epoch`; when shuffling, `torch.randperm(n)` drawn from it, else 0 .. n-1 (the generator
+    untouched). Returns (order: int64 tensor, generator); the image loader draws its flips from the same
+    generator after the permutation. So a loader gives the same batches on every run, a new order every epoch.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + epoch)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    return order, generator
+
+
+class EpochShuffle:
+    """What a seeded loader keeps between epochs: `shuffle`, `seed` and the epoch count (see `epoch_order`)."""
+
+    shuffle: bool = False
+    seed: int = 0
+    _epoch: int = 0
+
+    def _next_epoch_order(self, n: int):
+        """`epoch_order` of this loader's next epoch, then count the epoch."""
+        order, generator = epoch_order(n, self.shuffle, self.seed, self._epoch)
+        self._epoch += 1
+        return order, generator
+
+
+class ImageLoader(EpochShuffle):
     """Batches of preprocessed images: (x float32 (B, 3, size, size) normalised, y int64 (B,)).
 
     Preprocessing runs on whole batches (uint8 -> float, 1 -> 3 channels, resize with the weights' interpolation,
@@ -485,9 +515,8 @@ class ImageLoader:
         import torch
 
         n = len(self.ds)
-        generator = torch.Generator().manual_seed(self.seed + self._epoch)
-        order = torch.randperm(n, generator=generator).numpy() if self.shuffle else np.arange(n)
-        self._epoch += 1
+        order, generator = self._next_epoch_order(n)
+        order = order.numpy()
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
@@ -507,7 +536,7 @@ def make_loader(ds: ImageDataset, preprocessing, batch_size: int = 64, shuffle: 
     return ImageLoader(ds, preprocessing, batch_size, shuffle, seed, augment, drop_last)
 
 
-class TextLoader:
+class TextLoader(EpochShuffle):
     """Batches of tokenised texts as dicts (input_ids, attention_mask, labels) for Hugging Face models."""
 
     def __init__(self, ds: TextDataset, tokenizer, batch_size: int = 16, max_length: int = 128,
@@ -522,9 +551,7 @@ class TextLoader:
         import torch
 
         n = len(self.ds)
-        g = torch.Generator().manual_seed(self.seed + self._epoch)
-        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
-        self._epoch += 1
+        order = self._next_epoch_order(n)[0].tolist()
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             batch = dict(self.tokenizer([self.ds.texts[i] for i in idx], padding=True, truncation=True,

@@ -17,6 +17,7 @@ from torch import nn
 
 from labkit._io import atomic_write, file_lock
 from labkit._torchutil import weights_digest
+from labkit.data import EpochShuffle
 from labkit.repro import resolve_device
 
 __all__ = ["extract_features", "subset_features", "feature_key", "feature_keys", "clear_memory_cache", "fit_probe",
@@ -159,7 +160,7 @@ def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int
         return accuracy(clf.predict(X_test), y_test)
 
 
-class FeatureLoader:
+class FeatureLoader(EpochShuffle):
     """Batches of cached features (x, y) for `labkit.fit`: no backbone in the loop."""
 
     def __init__(self, X, y, batch_size: int = 128, shuffle: bool = False, seed: int = 0):
@@ -171,9 +172,7 @@ class FeatureLoader:
         return (len(self.y) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self._epoch)
-        self._epoch += 1
-        order = torch.randperm(len(self.y), generator=g) if self.shuffle else torch.arange(len(self.y))
+        order, _ = self._next_epoch_order(len(self.y))
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             yield self.X[idx], self.y[idx]

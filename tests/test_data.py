@@ -85,3 +85,21 @@ def test_text_corpora_and_csv(tmp_path):
     assert ds.classes == ["neg", "pos"] and ds.labels.tolist() == [1, 0, 1]
     with pytest.raises(ValueError, match="no column"):
         data.text_file(f, text_column="review")
+
+
+def test_every_loader_shuffles_by_one_epoch_seeded_rule():
+    """Images, texts and cached features: epoch e of a loader with seed s is torch.randperm(n) from seed s + e."""
+    from labkit.features import FeatureLoader
+
+    n, seed = 23, 5
+    expected = [torch.randperm(n, generator=torch.Generator().manual_seed(seed + e)).tolist() for e in range(3)]
+    images = data.ImageDataset(np.zeros((n, 4, 4), dtype=np.uint8), np.arange(n), [str(i) for i in range(n)])
+    image_loader = data.make_loader(images, Preprocessing(mean=(0.5,) * 3, std=(0.5,) * 3, size=4), batch_size=4,
+                                    shuffle=True, seed=seed)
+    texts = data.TextDataset([str(i) for i in range(n)], np.arange(n), [str(i) for i in range(n)])
+    text_loader = data.make_text_loader(texts, lambda t, **kw: {"n": len(t)}, batch_size=4, shuffle=True, seed=seed)
+    feature_loader = FeatureLoader(np.zeros((n, 2)), np.arange(n), batch_size=4, shuffle=True, seed=seed)
+    for loader, labels in ((image_loader, lambda b: b[1]), (text_loader, lambda b: b["labels"]),
+                           (feature_loader, lambda b: b[1])):
+        assert [[i for b in loader for i in labels(b).tolist()] for _ in range(3)] == expected, type(loader).__name__
+    assert data.epoch_order(n, False, seed, 2)[0].tolist() == list(range(n))
