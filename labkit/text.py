@@ -102,22 +102,24 @@ def tfidf_baseline(train_ds: TextDataset, test_ds: TextDataset, C: float = 10.0,
             "pred": pred}
 
 
-_EMBED_CACHE: dict[str, np.ndarray] = {}
-
-
 def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = None, batch_size: int = 32,
           device: str | None = "auto", cache: bool = True) -> np.ndarray:
     """Frozen mean-pooled, L2-normalised sentence embeddings (N, hidden) via `TextModel.encode`, cached in memory.
 
-    The cache is keyed by the weights and the text, so embedding a subset of texts seen before costs nothing.
+    The cache (labkit.features' one feature cache, memory part) is keyed by the weights and the text, so
+    embedding a subset of texts seen before costs nothing; `features.clear_memory_cache()` forgets it.
     """
+    from labkit.features import cache_get, cache_keep
+
     if isinstance(texts, str):
         raise TypeError("embed() takes a list of texts, not a single string: wrap it as [text].")
     texts = list(texts)
     max_length = int(max_length or text_model.max_length)
-    prefix = f"{text_model.name}|{weights_digest(encoder_of(text_model.model))}|{max_length}|"
+    prefix = f"embed|{text_model.name}|{weights_digest(encoder_of(text_model.model))}|{max_length}|"
     keys = [prefix + hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
-    missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if not cache or k not in _EMBED_CACHE))
+    found = {k: v for k, v in ((k, cache_get(k, disk=False)[0]) for k in dict.fromkeys(keys) if cache)
+             if v is not None}
+    missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
     if missing:
         was_on = model_device(text_model.model)
         out = text_model.encode(missing, batch_size=batch_size, max_length=max_length,
@@ -127,10 +129,12 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
         if not cache:
             return np.stack([fresh[t] for t in texts]).astype(np.float32)
         for t in missing:
-            _EMBED_CACHE[prefix + hashlib.sha1(t.encode("utf-8")).hexdigest()] = fresh[t]
+            key = prefix + hashlib.sha1(t.encode("utf-8")).hexdigest()
+            found[key] = fresh[t]
+            cache_keep(key, fresh[t])
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([_EMBED_CACHE[k] for k in keys]).astype(np.float32)
+    return np.stack([found[k] for k in keys]).astype(np.float32)
 
 
 def logistic_regression(X_train, y_train, X_test, y_test, C: float = 1.0) -> dict:
