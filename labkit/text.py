@@ -29,7 +29,7 @@ from torch import nn
 
 from labkit._torchutil import model_device, progress_enabled, weights_digest
 from labkit.assets import AssetUnavailableError, TextModel
-from labkit.data import DataUnavailableError, TextDataset, election_tweets, make_text_loader, newsgroups, text_file
+from labkit.data import IMDB_URL, TextDataset, imdb, load_text_dataset, make_text_loader
 from labkit.freeze import count_parameters, discriminative_param_groups
 from labkit.repro import resolve_device
 
@@ -39,7 +39,6 @@ __all__ = [
     "evaluate_text", "training_memory_mb", "load_corpus", "imdb", "IMDB_URL", "AssetUnavailableError",
 ]
 
-IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 # peft asks transformers a deprecated question (is_gradient_checkpointing); nothing a student can act on
 _PEFT_DEPRECATION = ".*is_gradient_checkpointing.*"
 
@@ -394,100 +393,6 @@ def fit_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDatas
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Corpora
+# Corpora: labkit.data's (one dispatcher, one CSV split rule); load_corpus is data.load_text_dataset
 # --------------------------------------------------------------------------------------------------------------
-def _imdb_candidates(root) -> list[Path]:
-    dirs = []
-    if root:
-        dirs += [Path(root), Path(root) / "aclImdb"]
-    if os.environ.get("LABKIT_IMDB"):
-        dirs += [Path(os.environ["LABKIT_IMDB"]), Path(os.environ["LABKIT_IMDB"]) / "aclImdb"]
-    dirs.append(Path.home() / ".cache" / "labkit" / "aclImdb")
-    return dirs
-
-
-def _download_imdb(target: Path) -> None:
-    import tarfile
-    import urllib.request
-
-    target.mkdir(parents=True, exist_ok=True)
-    archive = target / "aclImdb_v1.tar.gz"
-    urllib.request.urlretrieve(IMDB_URL, archive)  # 80 MB
-    with tarfile.open(archive) as tar:
-        _safe_extract(tar, target)
-    archive.unlink()
-
-
-def _safe_extract(tar, target: Path) -> None:
-    """Extract only plain files and folders inside `target` (tarfile's "data" filter where Python has it)."""
-    import tarfile
-
-    if hasattr(tarfile, "data_filter"):  # Python 3.12, 3.11.4+, 3.10.12+
-        tar.extractall(target, filter="data")
-        return
-    root = target.resolve()
-    for member in tar.getmembers():
-        dest = (root / member.name).resolve()
-        if not (member.isfile() or member.isdir()) or (dest != root and root not in dest.parents):
-            raise tarfile.ExtractError(f"refusing to extract {member.name!r}: not a plain file inside {root}")
-    tar.extractall(target)
-
-
-def imdb(split: str = "train", root: str | os.PathLike | None = None, download: bool = True) -> TextDataset:
-    """IMDB movie reviews (25,000 train / 25,000 test, neg vs pos) from the Stanford aclImdb folder (online path).
-
-    Looks in `root`, $LABKIT_IMDB and ~/.cache/labkit/aclImdb; downloads there when online.
-    """
-    from labkit.assets import is_network_error, is_offline
-
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-    found = next((d for d in _imdb_candidates(root) if (d / split / "pos").is_dir()), None)
-    download_error = None
-    if found is None and download and not is_offline():
-        cache = Path.home() / ".cache" / "labkit"
-        try:
-            _download_imdb(cache)
-            found = cache / "aclImdb"
-        except Exception as err:
-            if not is_network_error(err):  # a corrupt archive, a full disk: say what failed
-                raise RuntimeError(f"Downloading IMDB into {cache} failed: {type(err).__name__}: {err}") from err
-            download_error = err
-    if found is None or not (found / split / "pos").is_dir():
-        raise DataUnavailableError(
-            "IMDB is not on this machine and there is no internet: use dataset='20newsgroups' or "
-            "'election_tweets' (embedded, work offline), or put the extracted aclImdb/ folder in "
-            f"~/.cache/labkit/ (from {IMDB_URL}).") from download_error
-    texts, labels = [], []
-    for label, name in enumerate(("neg", "pos")):
-        for f in sorted((found / split / name).glob("*.txt")):
-            texts.append(f.read_text(encoding="utf-8").replace("<br />", " "))
-            labels.append(label)
-    if not texts:
-        raise DataUnavailableError(f"{found / split} has pos/ and neg/ folders but no .txt reviews in them.")
-    return TextDataset(texts, labels, ["neg", "pos"], f"imdb-{split}")
-
-
-def load_corpus(dataset: str, split: str = "train", categories: Sequence[str] | None = None,
-                **file_kwargs) -> TextDataset:
-    """A text classification set by name: '20newsgroups' (with categories), 'election_tweets', 'imdb' (online),
-    or a path to a CSV/TSV file (text_column=..., label_column=...; a fixed 70/30 train/test split).
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-    if dataset == "20newsgroups":
-        return newsgroups(categories, split=split)
-    if dataset == "election_tweets":
-        return election_tweets(split=split)
-    if dataset == "imdb":
-        return imdb(split=split)
-    path = Path(str(dataset)).expanduser()
-    if path.suffix.lower() in (".csv", ".tsv", ".tab") or path.exists():
-        ds = text_file(path, **file_kwargs)
-        train, test = ds.split(0.3, seed=0)  # fixed seed: the same split for every run
-        out = train if split == "train" else test
-        out.name = f"{ds.name}-{split}"
-        return out
-    raise KeyError(f"Unknown text data set {dataset!r}: use '20newsgroups', 'election_tweets', 'imdb' or a path to "
-                   "a CSV/TSV file with text and label columns.")
-
+load_corpus = load_text_dataset
