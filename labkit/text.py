@@ -209,14 +209,13 @@ def trainable_share(model: nn.Module) -> float:
 
 
 def training_memory_mb(model: nn.Module, loader) -> float:
-    """Memory of one training step on a real batch.
-
-    CPU: weights + gradients + AdamW state + the forward pass's high-water mark (labkit.train.measure_training_memory).
+    """Memory of one training step on the loader's first batch, in MB: the total of
+    labkit.train.measure_training_memory (weights + gradients + AdamW state + the forward pass's high-water mark).
     """
-    from labkit.train import measure_training_memory
+    from labkit.train import bytes_to_mb, measure_training_memory
 
     batch = next(iter(loader))
-    return float(measure_training_memory(model, batch)["total_mb"])
+    return float(bytes_to_mb(measure_training_memory(model, batch)["total"]))
 
 
 def evaluate_text(model: nn.Module, tokenizer, ds: TextDataset, max_length: int = 128, batch_size: int = 64,
@@ -351,7 +350,9 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     rows = [epochs[e] for e in sorted(epochs) if e > 0]
     best = max(range(len(rows)), key=lambda i: rows[i].get("val_acc", -1)) + 1 if rows else None
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        from labkit.train import bytes_to_mb
+
+        peak = bytes_to_mb(torch.cuda.max_memory_allocated(device))
     else:
         peak = training_memory_mb(model, make_text_loader(train_ds, tokenizer, batch_size, max_length))
     return FinetuneResult(model=model, epochs=rows, seconds=seconds,
