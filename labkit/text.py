@@ -29,7 +29,7 @@ from torch import nn
 
 from labkit._torchutil import model_device, progress_enabled, weights_digest
 from labkit.assets import AssetUnavailableError, TextModel
-from labkit.data import DataUnavailableError, TextDataset, election_tweets, make_text_loader, newsgroups, text_file
+from labkit.data import IMDB_URL, TextDataset, imdb, load_text_dataset, make_text_loader
 from labkit.freeze import count_parameters, discriminative_param_groups
 from labkit.repro import resolve_device
 
@@ -39,7 +39,6 @@ __all__ = [
     "evaluate_text", "training_memory_mb", "load_corpus", "imdb", "IMDB_URL", "AssetUnavailableError",
 ]
 
-IMDB_URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 # peft asks transformers a deprecated question (is_gradient_checkpointing); nothing a student can act on
 _PEFT_DEPRECATION = ".*is_gradient_checkpointing.*"
 
@@ -102,22 +101,24 @@ def tfidf_baseline(train_ds: TextDataset, test_ds: TextDataset, C: float = 10.0,
             "pred": pred}
 
 
-_EMBED_CACHE: dict[str, np.ndarray] = {}
-
-
 def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = None, batch_size: int = 32,
           device: str | None = "auto", cache: bool = True) -> np.ndarray:
     """Frozen mean-pooled, L2-normalised sentence embeddings (N, hidden) via `TextModel.encode`, cached in memory.
 
-    The cache is keyed by the weights and the text, so embedding a subset of texts seen before costs nothing.
+    The cache (labkit.features' one feature cache, memory part) is keyed by the weights and the text, so
+    embedding a subset of texts seen before costs nothing; `features.clear_memory_cache()` forgets it.
     """
+    from labkit.features import cache_get, cache_keep
+
     if isinstance(texts, str):
         raise TypeError("embed() takes a list of texts, not a single string: wrap it as [text].")
     texts = list(texts)
     max_length = int(max_length or text_model.max_length)
-    prefix = f"{text_model.name}|{weights_digest(encoder_of(text_model.model))}|{max_length}|"
+    prefix = f"embed|{text_model.name}|{weights_digest(encoder_of(text_model.model))}|{max_length}|"
     keys = [prefix + hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
-    missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if not cache or k not in _EMBED_CACHE))
+    found = {k: v for k, v in ((k, cache_get(k, disk=False)[0]) for k in dict.fromkeys(keys) if cache)
+             if v is not None}
+    missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
     if missing:
         was_on = model_device(text_model.model)
         out = text_model.encode(missing, batch_size=batch_size, max_length=max_length,
@@ -127,10 +128,12 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
         if not cache:
             return np.stack([fresh[t] for t in texts]).astype(np.float32)
         for t in missing:
-            _EMBED_CACHE[prefix + hashlib.sha1(t.encode("utf-8")).hexdigest()] = fresh[t]
+            key = prefix + hashlib.sha1(t.encode("utf-8")).hexdigest()
+            found[key] = fresh[t]
+            cache_keep(key, fresh[t])
     if not texts:
         return np.zeros((0, 0), dtype=np.float32)
-    return np.stack([_EMBED_CACHE[k] for k in keys]).astype(np.float32)
+    return np.stack([found[k] for k in keys]).astype(np.float32)
 
 
 def logistic_regression(X_train, y_train, X_test, y_test, C: float = 1.0) -> dict:
@@ -206,14 +209,13 @@ def trainable_share(model: nn.Module) -> float:
 
 
 def training_memory_mb(model: nn.Module, loader) -> float:
-    """Memory of one training step on a real batch.
-
-    CPU: weights + gradients + AdamW state + the forward pass's high-water mark (labkit.train.measure_training_memory).
+    """Memory of one training step on the loader's first batch, in MB: the total of
+    labkit.train.measure_training_memory (weights + gradients + AdamW state + the forward pass's high-water mark).
     """
-    from labkit.train import measure_training_memory
+    from labkit.train import bytes_to_mb, measure_training_memory
 
     batch = next(iter(loader))
-    return float(measure_training_memory(model, batch)["total_mb"])
+    return float(bytes_to_mb(measure_training_memory(model, batch)["total"]))
 
 
 def evaluate_text(model: nn.Module, tokenizer, ds: TextDataset, max_length: int = 128, batch_size: int = 64,
@@ -348,7 +350,9 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     rows = [epochs[e] for e in sorted(epochs) if e > 0]
     best = max(range(len(rows)), key=lambda i: rows[i].get("val_acc", -1)) + 1 if rows else None
     if device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(device) / 2**20
+        from labkit.train import bytes_to_mb
+
+        peak = bytes_to_mb(torch.cuda.max_memory_allocated(device))
     else:
         peak = training_memory_mb(model, make_text_loader(train_ds, tokenizer, batch_size, max_length))
     return FinetuneResult(model=model, epochs=rows, seconds=seconds,
@@ -390,100 +394,6 @@ def fit_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDatas
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Corpora
+# Corpora: labkit.data's (one dispatcher, one CSV split rule); load_corpus is data.load_text_dataset
 # --------------------------------------------------------------------------------------------------------------
-def _imdb_candidates(root) -> list[Path]:
-    dirs = []
-    if root:
-        dirs += [Path(root), Path(root) / "aclImdb"]
-    if os.environ.get("LABKIT_IMDB"):
-        dirs += [Path(os.environ["LABKIT_IMDB"]), Path(os.environ["LABKIT_IMDB"]) / "aclImdb"]
-    dirs.append(Path.home() / ".cache" / "labkit" / "aclImdb")
-    return dirs
-
-
-def _download_imdb(target: Path) -> None:
-    import tarfile
-    import urllib.request
-
-    target.mkdir(parents=True, exist_ok=True)
-    archive = target / "aclImdb_v1.tar.gz"
-    urllib.request.urlretrieve(IMDB_URL, archive)  # 80 MB
-    with tarfile.open(archive) as tar:
-        _safe_extract(tar, target)
-    archive.unlink()
-
-
-def _safe_extract(tar, target: Path) -> None:
-    """Extract only plain files and folders inside `target` (tarfile's "data" filter where Python has it)."""
-    import tarfile
-
-    if hasattr(tarfile, "data_filter"):  # Python 3.12, 3.11.4+, 3.10.12+
-        tar.extractall(target, filter="data")
-        return
-    root = target.resolve()
-    for member in tar.getmembers():
-        dest = (root / member.name).resolve()
-        if not (member.isfile() or member.isdir()) or (dest != root and root not in dest.parents):
-            raise tarfile.ExtractError(f"refusing to extract {member.name!r}: not a plain file inside {root}")
-    tar.extractall(target)
-
-
-def imdb(split: str = "train", root: str | os.PathLike | None = None, download: bool = True) -> TextDataset:
-    """IMDB movie reviews (25,000 train / 25,000 test, neg vs pos) from the Stanford aclImdb folder (online path).
-
-    Looks in `root`, $LABKIT_IMDB and ~/.cache/labkit/aclImdb; downloads there when online.
-    """
-    from labkit.assets import is_network_error, is_offline
-
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-    found = next((d for d in _imdb_candidates(root) if (d / split / "pos").is_dir()), None)
-    download_error = None
-    if found is None and download and not is_offline():
-        cache = Path.home() / ".cache" / "labkit"
-        try:
-            _download_imdb(cache)
-            found = cache / "aclImdb"
-        except Exception as err:
-            if not is_network_error(err):  # a corrupt archive, a full disk: say what failed
-                raise RuntimeError(f"Downloading IMDB into {cache} failed: {type(err).__name__}: {err}") from err
-            download_error = err
-    if found is None or not (found / split / "pos").is_dir():
-        raise DataUnavailableError(
-            "IMDB is not on this machine and there is no internet: use dataset='20newsgroups' or "
-            "'election_tweets' (embedded, work offline), or put the extracted aclImdb/ folder in "
-            f"~/.cache/labkit/ (from {IMDB_URL}).") from download_error
-    texts, labels = [], []
-    for label, name in enumerate(("neg", "pos")):
-        for f in sorted((found / split / name).glob("*.txt")):
-            texts.append(f.read_text(encoding="utf-8").replace("<br />", " "))
-            labels.append(label)
-    if not texts:
-        raise DataUnavailableError(f"{found / split} has pos/ and neg/ folders but no .txt reviews in them.")
-    return TextDataset(texts, labels, ["neg", "pos"], f"imdb-{split}")
-
-
-def load_corpus(dataset: str, split: str = "train", categories: Sequence[str] | None = None,
-                **file_kwargs) -> TextDataset:
-    """A text classification set by name: '20newsgroups' (with categories), 'election_tweets', 'imdb' (online),
-    or a path to a CSV/TSV file (text_column=..., label_column=...; a fixed 70/30 train/test split).
-    """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
-    if dataset == "20newsgroups":
-        return newsgroups(categories, split=split)
-    if dataset == "election_tweets":
-        return election_tweets(split=split)
-    if dataset == "imdb":
-        return imdb(split=split)
-    path = Path(str(dataset)).expanduser()
-    if path.suffix.lower() in (".csv", ".tsv", ".tab") or path.exists():
-        ds = text_file(path, **file_kwargs)
-        train, test = ds.split(0.3, seed=0)  # fixed seed: the same split for every run
-        out = train if split == "train" else test
-        out.name = f"{ds.name}-{split}"
-        return out
-    raise KeyError(f"Unknown text data set {dataset!r}: use '20newsgroups', 'election_tweets', 'imdb' or a path to "
-                   "a CSV/TSV file with text and label columns.")
-
+load_corpus = load_text_dataset

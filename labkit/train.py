@@ -32,7 +32,7 @@ from labkit.repro import resolve_device
 
 __all__ = ["fit", "evaluate", "predict", "eval_mode", "Callback", "EarlyStopping", "GradualUnfreezing",
            "History", "Trainer", "LRSchedule", "ProgressBar", "MemoryProbe", "measure_training_memory",
-           "progress_enabled"]
+           "bytes_to_mb", "progress_enabled"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -351,12 +351,21 @@ class _ForwardMemory:
         state = trainable * optimizer_states_per_param if optimizer_state_bytes is None else optimizer_state_bytes
         total = weights + trainable + state + activations + workspace
         return {"weights": weights, "gradients": trainable, "optimizer_state": state,
-                "activations": activations, "workspace": workspace, "total": total, "total_mb": total / 2**20}
+                "activations": activations, "workspace": workspace, "total": total}
+
+
+def bytes_to_mb(nbytes: float) -> float:
+    """Bytes -> MB (MiB, 2**20 bytes): the unit every memory number labkit shows is in."""
+    return nbytes / 2**20
 
 
 def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = None,
                             optimizer_states_per_param: int = 2) -> dict:
     """Bytes a training step needs, by part: weights, gradients, optimizer state, activations and workspace.
+
+    labkit's one memory measure, in bytes; `bytes_to_mb` converts. `strategies.training_memory` (MB per part,
+    with some depths frozen) and `text.training_memory_mb` (the total in MB, on a loader's first batch) are
+    views of it, and `fit` reports the same sum on CPU (History.peak_mem_mb, in MB).
 
     activations: the tensors autograd saves for the backward pass (counted exactly with saved-tensor hooks).
     workspace: the rest of the forward pass's high-water mark, the temporary outputs of layers that nothing
@@ -607,12 +616,12 @@ class MemoryProbe:
     def record(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         if self._probe is not None:
             parts = self._probe.parts(model, optimizer_state_bytes=_optimizer_state_bytes(optimizer))
-            mb = parts["total_mb"]
+            mb = bytes_to_mb(parts["total"])
             self.cpu_mb, self._probe = (mb if math.isnan(self.cpu_mb) else max(self.cpu_mb, mb)), None
 
     def peak_mb(self) -> float:
         if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
+            return bytes_to_mb(torch.cuda.max_memory_allocated(self.device))
         return self.cpu_mb
 
 

@@ -141,7 +141,47 @@ def test_text_corpora_and_csv(tmp_path):
     assert len(tweets) == 6444 and len(tweets.classes) == 2
     f = tmp_path / "reviews.csv"
     f.write_text("text,label\ngreat film,pos\nawful plot,neg\nloved it,pos\n")
-    ds = data.load_text_dataset(str(f))
+    ds = data.load_text_dataset(str(f), "all")
     assert ds.classes == ["neg", "pos"] and ds.labels.tolist() == [1, 0, 1]
     with pytest.raises(ValueError, match="no column"):
         data.text_file(f, text_column="review")
+
+
+def test_every_loader_shuffles_by_one_epoch_seeded_rule():
+    """Images, texts and cached features: epoch e of a loader with seed s is torch.randperm(n) from seed s + e."""
+    from labkit.features import FeatureLoader
+
+    n, seed = 23, 5
+    expected = [torch.randperm(n, generator=torch.Generator().manual_seed(seed + e)).tolist() for e in range(3)]
+    images = data.ImageDataset(np.zeros((n, 4, 4), dtype=np.uint8), np.arange(n), [str(i) for i in range(n)])
+    image_loader = data.make_loader(images, Preprocessing(mean=(0.5,) * 3, std=(0.5,) * 3, size=4), batch_size=4,
+                                    shuffle=True, seed=seed)
+    texts = data.TextDataset([str(i) for i in range(n)], np.arange(n), [str(i) for i in range(n)])
+    text_loader = data.make_text_loader(texts, lambda t, **kw: {"n": len(t)}, batch_size=4, shuffle=True, seed=seed)
+    feature_loader = FeatureLoader(np.zeros((n, 2)), np.arange(n), batch_size=4, shuffle=True, seed=seed)
+    for loader, labels in ((image_loader, lambda b: b[1]), (text_loader, lambda b: b["labels"]),
+                           (feature_loader, lambda b: b[1])):
+        assert [[i for b in loader for i in labels(b).tolist()] for _ in range(3)] == expected, type(loader).__name__
+    assert data.epoch_order(n, False, seed, 2)[0].tolist() == list(range(n))
+
+
+@pytest.mark.parametrize("suffix, sep", [(".csv", ","), (".tsv", "\t")])
+def test_one_text_dispatcher_splits_a_file_70_30_by_one_rule(tmp_path, suffix, sep):
+    from labkit import text
+
+    assert text.load_corpus is data.load_text_dataset
+    path = tmp_path / f"reviews{suffix}"
+    rows = [f"review number {i}{sep}{'good' if i % 4 else 'bad'}" for i in range(40)]
+    path.write_text(f"body{sep}sentiment\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    columns = dict(text_column="body", label_column="sentiment")
+    whole = data.load_text_dataset(str(path), "all", **columns)
+    train = data.load_text_dataset(str(path), "train", **columns)
+    test = text.load_corpus(str(path), "test", None, **columns)
+    # the rule: 30 % of each class held out by the stratified split with seed 0, the same on every call
+    rest, held = whole.split(0.3, seed=0)
+    assert train.texts == rest.texts and test.texts == held.texts and len(whole) == 40
+    assert (len(train), len(test)) == (28, 12) and test.class_counts() == {"bad": 3, "good": 9}
+    assert (train.name, test.name) == ("reviews-train", "reviews-test")
+    assert data.load_text_dataset(str(path), "test", **columns).texts == test.texts
+    with pytest.raises(ValueError, match="split must be"):
+        data.load_text_dataset(str(path), "validation", **columns)

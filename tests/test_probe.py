@@ -70,16 +70,21 @@ def test_one_pass_gives_every_depth_and_matches_backbone_features(lite0, tiny):
 def test_cache_is_shared_with_extract_features(lite0, tiny):
     first = probe.depth_features(lite0, tiny, ["stage2", "classifier"], size=32, progress=False)
     assert first["classifier"][0].shape == (30, 1000)  # the logits pass through unpooled
-    batches = probe.STATS["backbone_batches"]
+    assert probe.STATS is features.STATS  # one feature cache, one counter
+    stats = features.STATS
+    batches, memory_hits, disk_hits = stats["backbone_batches"], stats["memory_hits"], stats["disk_hits"]
     again = probe.depth_features(lite0, tiny, ["stage2"], size=32, progress=False)
-    assert probe.STATS["backbone_batches"] == batches  # memory hit
+    assert stats["backbone_batches"] == batches and stats["memory_hits"] == memory_hits + 1  # memory hit
+    X, _ = features.extract_features(lite0, tiny, depth="stage2", size=32, progress=False)
+    assert stats["memory_hits"] == memory_hits + 2  # extract_features finds depth_features' result in memory
     probe.clear_memory_cache()
     probe.depth_features(lite0, tiny, ["stage2"], size=32, progress=False)
-    assert probe.STATS["backbone_batches"] == batches  # disk hit
-    hits = features.STATS["disk_hits"]
-    X, _ = features.extract_features(lite0, tiny, depth="stage2", size=32, progress=False)
-    assert features.STATS["disk_hits"] == hits + 1  # extract_features reads what depth_features wrote
-    assert np.array_equal(X, again["stage2"][0])
+    assert stats["backbone_batches"] == batches and stats["disk_hits"] == disk_hits + 1  # disk hit
+    features.clear_memory_cache()
+    X_disk, _ = features.extract_features(lite0, tiny, depth="stage2", size=32, progress=False)
+    assert stats["disk_hits"] == disk_hits + 2  # extract_features reads what depth_features wrote
+    assert stats["backbone_batches"] == batches
+    assert np.array_equal(X, again["stage2"][0]) and np.array_equal(X_disk, X)
 
 
 def test_blocks_inside_a_depth_and_clear_errors(resnet18, tiny):

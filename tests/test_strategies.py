@@ -188,6 +188,22 @@ def test_freezing_cuts_measured_training_memory(make_small):
     assert all(p.requires_grad for p in model.parameters())  # the caller's model is untouched
 
 
+def test_the_memory_views_are_the_one_measure_in_mb(make_small):
+    from labkit.text import training_memory_mb
+    from labkit.train import bytes_to_mb, measure_training_memory
+
+    model = make_small(True)
+    x, y = torch.randn(8, 3, 28, 28), torch.randint(0, 5, (8,))
+    raw = measure_training_memory(model, (x, y))  # bytes, everything trainable
+    parts = ["weights", "gradients", "optimizer_state", "activations", "workspace"]
+    assert list(raw) == parts + ["total"] and all(isinstance(v, int) for v in raw.values())
+    mb = training_memory(model, (x, y), 0)
+    assert list(mb) == parts + ["total_mb"]  # the column order notebook 02 shows
+    assert mb == {**{k: raw[k] / 2**20 for k in parts}, "total_mb": raw["total"] / 2**20}
+    assert bytes_to_mb(3 * 2**20) == 3.0
+    assert training_memory_mb(model, [(x, y)]) == raw["total"] / 2**20
+
+
 def test_with_min_steps_and_label_curve(make_small):
     s = Strategy("fe", head_epochs=2)
     assert with_min_steps(s, n_train=10, batch_size=5, min_steps=10).head_epochs == 5

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import labkit
-from labkit import text
+from labkit import features, text
 from labkit.assets import AssetUnavailableError, asset_status
 from labkit.data import DataUnavailableError, TextDataset
 from labkit.freeze import count_parameters
@@ -68,8 +68,13 @@ def test_embed_is_normalised_cached_and_feeds_a_probe(minilm, monkeypatch):
     calls = []
     original = type(minilm).encode
     monkeypatch.setattr(type(minilm), "encode", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    hits = features.STATS["memory_hits"]
     again = text.embed(minilm, ds.texts[:3], max_length=16, device="cpu")
     assert calls == [] and np.allclose(again, X[:3])  # cached: the encoder did not run
+    assert features.STATS["memory_hits"] == hits + 3  # the one feature cache, one key per text
+    features.clear_memory_cache()
+    assert np.allclose(text.embed(minilm, ds.texts[:1], max_length=16, device="cpu"), X[:1], atol=1e-5)
+    assert calls == [1]  # forgotten: the encoder ran again
     row = text.logistic_regression(X, ds.labels, X, ds.labels)
     assert row["acc"] == 1.0 and row["trainable_params"] == 384 * 1 + 1
     with pytest.raises(TypeError, match="list of texts"):

@@ -11,7 +11,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from labkit._tables import text_table
+from labkit._tables import markdown_cell, markdown_table, text_table
 from labkit.quiz.bank import Bank, BankError, load_bank
 from labkit.quiz.responses import read_records
 
@@ -219,26 +219,22 @@ def _pct(value) -> str:
 
 def report_markdown(grades: Grades) -> str:
     """Per-bank scores and per-question statistics (with the most common wrong answers) as Markdown."""
-    def cell(text) -> str:
-        return str(text).replace("|", "\\|").replace("\n", " ")
-
     n = len(grades.students)
-    lines = ["# Quiz results", "", _headline(grades), "",
-             "| Bank | Title | Points | Mean score | Students with full marks |", "|---|---|---|---|---|"]
+    bank_rows = []
     for b, info in grades.banks.items():
         points = [grades.scores[s][b] for s in grades.students]
         full = sum(1 for p in points if info["points"] and p == info["points"])
-        lines.append(f"| {b} | {cell(info['title'])} | {info['points']} | {sum(points) / n:.2f} | {full} |")
+        bank_rows.append([b, info["title"], info["points"], f"{sum(points) / n:.2f}", full])
+    lines = ["# Quiz results", "", _headline(grades), "",
+             markdown_table(["Bank", "Title", "Points", "Mean score", "Students with full marks"], bank_rows)]
     for b, info in grades.banks.items():
-        lines += ["", f"## {cell(info['title'])}", "",
-                  "| Question | Kind | Students | Correct | Right first try | Mean attempts "
-                  "| Most common wrong answers |",
-                  "|---|---|---|---|---|---|---|"]
-        for q in (q for q in _question_stats(grades) if q["bank"] == b):
-            wrong = "<br>".join(f"{cell(a)} ({k})" for a, k in q["wrong"]) or "-"
-            lines.append(f"| **{q['question']}** {cell(q['prompt'])} | {q['kind']} | {q['students']} | "
-                         f"{_pct(q['correct_pct']) or 'not graded'} | {_pct(q['first_try_pct'])} | "
-                         f"{q['mean_attempts']} | {wrong} |")
+        rows = [[f"**{q['question']}** {q['prompt']}", q["kind"], q["students"],
+                 _pct(q["correct_pct"]) or "not graded", _pct(q["first_try_pct"]), q["mean_attempts"],
+                 "<br>".join(f"{a} ({k})" for a, k in q["wrong"]) or "-"]
+                for q in _question_stats(grades) if q["bank"] == b]
+        lines += ["", f"## {markdown_cell(info['title'])}", "",
+                  markdown_table(["Question", "Kind", "Students", "Correct", "Right first try", "Mean attempts",
+                                  "Most common wrong answers"], rows)]
     lines += ["", "Correct: right at some attempt. Wrong answers: how many students gave each one (at any attempt)."]
     return "\n".join(lines) + "\n"
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from labkit.tools.bands import find_bands, load_bands
-from labkit.tools.notebooks import resolve_notebook
+from labkit.tools.notebooks import available_notebooks, resolve_notebook
 from labkit.tools.runner import (
     DEFAULT_CELL_TIMEOUT,
     DEFAULT_KERNEL,
@@ -194,7 +194,7 @@ def load_spec(path: str | os.PathLike, retries: int | None = None) -> Batch:
             name, own_params, own_grid = str(entry), {}, None
         source = resolve_notebook(name, notebooks_dir, base=spec_dir)
         if source is None:
-            available = ", ".join(p.stem for p in sorted(notebooks_dir.glob("*.ipynb"))) or "none"
+            available = available_notebooks(notebooks_dir)
             problems.append(f"notebook '{name}' not found in {notebooks_dir} (available: {available})")
             continue
         nb_id = source.stem

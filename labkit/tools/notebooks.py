@@ -7,12 +7,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["resolve_notebook", "find_notebooks"]
+__all__ = ["resolve_notebook", "find_notebooks", "available_notebooks"]
 
 
 def _matches(stem: str, directory: Path) -> list[Path]:
     exact = directory / f"{stem}.ipynb"
     return [exact] if exact.is_file() else sorted(directory.glob(f"{stem}_*.ipynb"))
+
+
+def available_notebooks(directory: str | os.PathLike) -> str:
+    """The notebook ids in `directory`, for an error message ("none" when there are none)."""
+    return ", ".join(p.stem for p in sorted(Path(directory).glob("*.ipynb"))) or "none"
 
 
 def resolve_notebook(entry: str | os.PathLike, directory: str | os.PathLike,
@@ -47,7 +52,7 @@ def find_notebooks(names: list[str], directory: Path, command: str = "labkit run
     for name in names:
         path = resolve_notebook(name, directory)
         if path is None:
-            available = ", ".join(p.stem for p in sorted(directory.glob("*.ipynb"))) or "none"
+            available = available_notebooks(directory)
             stem = Path(name).stem if str(name).endswith(".ipynb") else name
             why = "matches several notebooks" if _matches(stem, directory) else "is not a notebook"
             raise SystemExit(f"{command}: '{name}' {why} in {directory}/ (available: {available})")
