@@ -4,7 +4,10 @@ Everything here plugs into labkit's one loop, `labkit.train.fit`: there is no se
 
 - `TwoHeadModel` keeps a source model's task-A head next to a new task-B head on one shared body, so task-A
   accuracy can be measured at any time while the body is fine-tuned on task B.
-- `SourceTaskTracker` writes A and B accuracy into the history after every epoch.
+- `SourceTaskTracker` writes A and B accuracy into the history after every epoch (and, given probe data, the
+  accuracy of a linear probe refitted on the body's task-A features: `probe_task_a`).
+- `run_status` tells a run that learnt task B from one that diverged or never learnt it (no forgetting reading);
+  `pick_on_validation` picks a mitigation's setting on validation data of both tasks, never on a test set.
 - Mitigations, each a `Callback`: `L2SP` (decay toward the pretrained weights; `toward="zero"` is plain L2 weight
   decay of the same strength), `EWC` (diagonal Fisher from task-A data), `Replay` (stored task-A examples mixed
   into each batch), `LwF` (distillation on the task-A head), `LinearProbeThenFineTune` (LP-FT).
@@ -30,7 +33,8 @@ from labkit.train import Callback, evaluate
 
 __all__ = ["TwoHeadModel", "TaskView", "task_accuracies", "forgetting", "SourceTaskTracker", "shared_parameters",
            "L2SP", "fisher_diagonal", "EWC", "Replay", "LwF", "LinearProbeThenFineTune", "LPFT",
-           "ForgettingWarning", "mitigation_notes", "tradeoff_plot", "TASK_A", "TASK_B"]
+           "ForgettingWarning", "mitigation_notes", "tradeoff_plot", "TASK_A", "TASK_B", "probe_task_a", "run_status",
+           "pick_on_validation", "LEARNT", "DIVERGED", "NOT_LEARNT"]
 
 TASK_A, TASK_B = 0, 1  # row task ids in a mixed (replay) batch: which head scores that row
 
@@ -135,10 +139,13 @@ class SourceTaskTracker(Callback):
 
     The accuracies before training are measured at fit start and kept in `.before`; pass `before` (from
     `task_accuracies` on the same starting model) to skip that measurement when many runs share one start.
+    probe: (task-A train dataset, task-A test dataset) to also log `a_probe` after every epoch: the accuracy of a
+        linear probe refitted on the body's current features (`probe_task_a`), next to head A's `a_acc`.
     """
 
-    def __init__(self, a_loader: Iterable, b_loader: Iterable | None = None, before: dict | None = None):
-        self.a_loader, self.b_loader, self._given = a_loader, b_loader, before
+    def __init__(self, a_loader: Iterable, b_loader: Iterable | None = None, before: dict | None = None,
+                 probe: tuple | None = None):
+        self.a_loader, self.b_loader, self._given, self.probe = a_loader, b_loader, before, probe
         self.before: dict | None = dict(before) if before else None
 
     def on_fit_start(self, trainer):
@@ -148,6 +155,67 @@ class SourceTaskTracker(Callback):
     def on_epoch_end(self, trainer, logs):
         logs.update(task_accuracies(trainer.model, self.a_loader, self.b_loader, trainer.device))
         logs["forgetting"] = forgetting(self.before["a_acc"], logs["a_acc"])
+        if self.probe is not None:
+            logs["a_probe"] = probe_task_a(trainer.model, *self.probe, device=trainer.device)
+
+
+def probe_task_a(model: nn.Module, train_ds, test_ds, device=None):
+    """Task-A accuracy of a linear probe refitted on the shared body's pooled features (an `Accuracy`).
+
+    Head A reads the features as they were before fine-tuning; a probe fitted anew on the fine-tuned features
+    asks whether the task-A information is still *in* them. A high probe with a low head-A accuracy means the
+    features moved but kept the information (the old head no longer fits them); a low probe means it was lost.
+    train_ds / test_ds: task-A images (the test set is the one head A is scored on, for paired comparisons).
+    """
+    from labkit import features
+
+    body = model.backbone if isinstance(model, TwoHeadModel) else model
+    device = device or next(body.parameters()).device
+    X_train, y_train = features.extract_features(body, train_ds, device=device, cache=False, progress=False)
+    X_test, y_test = features.extract_features(body, test_ds, device=device, cache=False, progress=False)
+    return features.linear_probe(X_train, y_train, X_test, y_test)
+
+
+LEARNT, DIVERGED, NOT_LEARNT = "learnt", "diverged", "did not learn task B"
+
+
+def run_status(history, num_classes: int, val_acc: float | None = None, margin: float = 0.1) -> str:
+    """'diverged' when the last epoch's training loss is above ln(num_classes) (worse than guessing uniformly),
+    'did not learn task B' when the validation accuracy is within `margin` of chance, else 'learnt'.
+
+    A run that diverged or never learnt task B says nothing about forgetting: its task-A loss is the network
+    being broken, not a trade-off. val_acc: task-B accuracy on validation data (default: the history's last
+    val_acc, when there is one), never the test set.
+    """
+    if num_classes < 2:
+        raise ValueError(f"run_status needs num_classes >= 2, got {num_classes}.")
+    losses = history["train_loss"] if not isinstance(history, Sequence) else history
+    if not losses:
+        raise ValueError("run_status needs at least one epoch of training loss.")
+    last = float(losses[-1])
+    if not math.isfinite(last) or last > math.log(num_classes):
+        return DIVERGED
+    if val_acc is None and not isinstance(history, Sequence):
+        vals = [e.get("val_acc") for e in history.epochs if e.get("val_acc") is not None]
+        val_acc = vals[-1] if vals else None
+    if val_acc is not None and float(val_acc) < 1.0 / num_classes + margin:
+        return NOT_LEARNT
+    return LEARNT
+
+
+def pick_on_validation(rows: Sequence[Mapping], keys: Sequence[str] = ("val_a", "val_b")) -> Mapping:
+    """The row with the best sum of its validation accuracies (default: task A + task B); ties go to the first.
+
+    Every mitigation's knob is chosen by this one rule, on validation images carved from the training data of
+    both tasks: a setting picked on the test set would make its test score optimistic.
+    """
+    if not rows:
+        raise ValueError("pick_on_validation needs at least one row.")
+    missing = [k for k in keys if any(k not in r for r in rows)]
+    if missing:
+        raise KeyError(f"pick_on_validation: every row needs {list(keys)}; missing {missing[0]!r}.")
+    best = max(range(len(rows)), key=lambda i: (sum(float(rows[i][k]) for k in keys), -i))
+    return rows[best]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -441,18 +509,33 @@ def mitigation_notes(rows: Sequence[Mapping], baseline: str, min_gain: float = 0
     return notes
 
 
-def tradeoff_plot(rows: Sequence[Mapping], ax=None, method_key: str = "method", reference: Mapping | None = None):
-    """Task-A accuracy (kept) against task-B accuracy (learned): one labelled point per row."""
+def tradeoff_plot(rows: Sequence[Mapping], ax=None, method_key: str = "method", reference: Mapping | None = None,
+                  labels: str = "legend"):
+    """Task-A accuracy (kept) against task-B accuracy (learned): one point per row.
+
+    labels="legend" (default): each point gets its own marker and colour and is named in a legend *outside* the
+    axes (right of them), so no label overprints another and no point hides under the legend; "annotate": the
+    name is written next to each point (fine for a few well-separated points). reference: the model before
+    fine-tuning ({'a_acc': ...}), drawn as a dotted line.
+    """
     import matplotlib.pyplot as plt
 
+    if labels not in ("legend", "annotate"):
+        raise ValueError(f"labels must be 'legend' or 'annotate', got {labels!r}.")
     ax = ax or plt.gca()
-    for r in rows:
-        ax.scatter(r["b_acc"], r["a_acc"], s=30)
-        ax.annotate(str(r[method_key]), (r["b_acc"], r["a_acc"]), fontsize=7, xytext=(3, 3),
-                    textcoords="offset points")
+    markers = "osD^vP*XhpH<>d"
+    colours = plt.get_cmap("tab20").colors
+    for i, r in enumerate(rows):
+        ax.scatter(r["b_acc"], r["a_acc"], s=45, marker=markers[i % len(markers)], color=colours[i % len(colours)],
+                   edgecolors="k", linewidths=0.5, label=str(r[method_key]), zorder=3)
+        if labels == "annotate":
+            ax.annotate(str(r[method_key]), (r["b_acc"], r["a_acc"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
     if reference is not None:
         ax.axhline(reference["a_acc"], color="k", ls=":", lw=1, label="task A before fine-tuning")
-        ax.legend(loc="lower left", fontsize=8)
+    if labels == "legend" or reference is not None:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False, borderaxespad=0.0)
     ax.set_xlabel("task B accuracy (learned)")
     ax.set_ylabel("task A accuracy (kept)")
+    ax.grid(alpha=0.3)
     return ax

@@ -209,3 +209,76 @@ def test_mitigation_notes_are_built_from_the_numbers():
     assert "+0.300" in notes[1] and "0.050" in notes[1]
     with pytest.raises(KeyError, match="No row named"):
         mitigation_notes(rows, baseline="missing")
+
+
+def test_run_status_flags_divergence_and_a_task_b_never_learnt():
+    from labkit.forgetting import DIVERGED, LEARNT, NOT_LEARNT, run_status
+
+    assert run_status([2.0, 1.7], num_classes=5) == DIVERGED  # above ln 5 = 1.609: worse than a uniform guess
+    assert run_status([1.2, float("nan")], num_classes=5) == DIVERGED
+    assert run_status([1.5, 0.9], num_classes=5, val_acc=0.25) == NOT_LEARNT  # within 0.1 of chance (0.2)
+    assert run_status([1.5, 0.9], num_classes=5, val_acc=0.6) == LEARNT
+    assert run_status([1.5, 0.9], num_classes=5) == LEARNT  # no validation accuracy: only the loss is judged
+    with pytest.raises(ValueError, match="num_classes"):
+        run_status([1.0], num_classes=1)
+
+
+def test_run_status_reads_a_fit_history(pretrained_state, loaders):
+    from labkit.forgetting import DIVERGED, run_status
+
+    m = _model(pretrained_state)
+    history = fit(m, loaders["b"], loaders["b_test"], num_epochs=1, lr=1e-3, device="cpu", progress=False,
+                  measure_memory=False)
+    assert run_status(history, 3) in ("learnt", "did not learn task B")
+    assert run_status(history, 3, val_acc=history.last("val_acc")) == run_status(history, 3)
+    history.epochs[-1]["train_loss"] = 5.0
+    assert run_status(history, 3) == DIVERGED
+
+
+def test_pick_on_validation_uses_the_validation_sum_and_never_the_test_score():
+    from labkit.forgetting import pick_on_validation
+
+    rows = [{"v": 1, "val_a": 0.5, "val_b": 0.5, "a_acc": 0.99},  # best on test, not on validation
+            {"v": 2, "val_a": 0.7, "val_b": 0.6, "a_acc": 0.10},
+            {"v": 3, "val_a": 0.6, "val_b": 0.7, "a_acc": 0.50}]  # ties with v=2: the first wins
+    assert pick_on_validation(rows)["v"] == 2
+    assert pick_on_validation(rows, keys=("val_a",))["v"] == 2
+    with pytest.raises(ValueError):
+        pick_on_validation([])
+    with pytest.raises(KeyError, match="val_b"):
+        pick_on_validation([{"val_a": 0.5}])
+
+
+def test_probe_task_a_refits_on_the_body_features_and_the_tracker_logs_it(pretrained_state, loaders):
+    from labkit.claims import Accuracy
+    from labkit.forgetting import probe_task_a
+
+    a_train = source_task_data("train", SOURCE_CLASSES).sample(60, seed=1)
+    a_test = source_task_data("test", SOURCE_CLASSES).sample(60, seed=0)
+    m = _model(pretrained_state)
+    before = probe_task_a(m, a_train, a_test)
+    assert isinstance(before, Accuracy) and before.n == len(a_test) and before > 0.5
+    tracker = SourceTaskTracker(loaders["a"], loaders["b_test"], probe=(a_train, a_test))
+    history = _fit(m, loaders, [tracker], lr=1e-3, num_epochs=1)
+    assert len(history["a_probe"]) == 1 and isinstance(history["a_probe"][0], Accuracy)
+    assert float(history["a_probe"][0]) == pytest.approx(float(probe_task_a(m, a_train, a_test)))
+
+
+def test_tradeoff_plot_names_points_in_a_legend_outside_the_axes():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from labkit.forgetting import tradeoff_plot
+
+    rows = [{"method": f"m{i}", "a_acc": 0.5, "b_acc": 0.5 + i / 100} for i in range(5)]  # crowded points
+    fig, ax = plt.subplots()
+    tradeoff_plot(rows, ax=ax, reference={"a_acc": 0.9})
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()][:5] == [f"m{i}" for i in range(5)]
+    assert legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1  # outside: it can hide no point
+    assert not ax.texts  # no annotations to overprint each other
+    with pytest.raises(ValueError, match="labels"):
+        tradeoff_plot(rows, ax=ax, labels="arrows")
+    plt.close(fig)
