@@ -265,13 +265,13 @@ def test_notebook_accepts_the_full_tier_parameters():
 def test_notebook_runs_unchanged_on_the_full_tier_code_path(tmp_path):
     """papermill executes 02 with tier="full": 224 px, the full matrix (120 per class, 15 epochs, whole test sets).
 
-    Only the number of labelled images, the test size, the epochs and the curve are made small, so that the run
-    fits a CPU; everything else is the full tier's, and the notebook itself is not touched.
+    Only the number of labelled and validation images, the test size, the epochs and the curve are made small, so
+    that the run fits a CPU; everything else is the full tier's, and the notebook itself is not touched.
     """
     from labkit.runner import execute_notebook
 
-    params = {"tier": "full", "device": "cpu", "n_per_class": 3, "test_size": 60, "num_epochs": 1,
-              "curve_sizes": [3], "threads": 2, "student_id": "ci"}
+    params = {"tier": "full", "device": "cpu", "n_per_class": 3, "val_per_class": 5, "test_size": 60,
+              "num_epochs": 1, "curve_sizes": [3], "threads": 2, "student_id": "ci"}
     status = execute_notebook(REPO / "solutions" / "02_freeze_strategies.ipynb", tmp_path / "out", params,
                               cwd=tmp_path, timeout=1500)
     assert status["status"] == "done", status.get("error")
