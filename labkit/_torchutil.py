@@ -36,6 +36,25 @@ def progress_enabled(progress: bool | None = None) -> bool:
     return os.environ.get("LABKIT_PROGRESS", "1").strip().lower() not in {"0", "false", "no", "off"}
 
 
+@contextlib.contextmanager
+def hub_progress(progress: bool | None = None):
+    """Hugging Face's own progress bars ("Loading weights", "writing model shards") follow `progress_enabled`
+    inside the block: off under LABKIT_PROGRESS=0, so a papermill run commits no stale progress widgets."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # no transformers: nothing to quiet
+        yield
+        return
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    if not progress_enabled(progress):
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (CPU for a model without parameters)."""
     try:

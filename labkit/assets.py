@@ -450,6 +450,13 @@ TEXT_ASSETS: dict[str, TextAsset] = {
 
 def _from_pretrained(factory, source: str, embedded: bool, name: str, **kwargs):
     """Load from a local folder, the local HF cache, or (when allowed) the hub, with a clear error otherwise."""
+    from labkit._torchutil import hub_progress
+
+    with hub_progress():
+        return _load_pretrained(factory, source, embedded, name, **kwargs)
+
+
+def _load_pretrained(factory, source: str, embedded: bool, name: str, **kwargs):
     if embedded:
         return factory.from_pretrained(source, local_files_only=True, **kwargs)
     try:

@@ -147,7 +147,11 @@ def _specs() -> dict[str, dict[str, Param]]:
             "batch_size": Param("int", low=1), "lrs": Param("list", items=lr, min_len=2, optional=True),
             "mitigation_lr": Param("float", low=1e-8, high=10),
             "ewc_lambdas": Param("list", items=Param("float", low=0), min_len=1, optional=True),
-            "replay_k": Param("int", low=1), "l2_alpha": Param("float", low=0), "lwf_alpha": Param("float", low=0),
+            "replay_k": Param("int", low=1),
+            "l2_alphas": Param("list", items=Param("float", low=0), min_len=1, optional=True),
+            "l2sp_alphas": Param("list", items=Param("float", low=0), min_len=1, optional=True),
+            "lwf_alphas": Param("list", items=Param("float", low=0), min_len=1, optional=True),
+            "epochs_sweep": Param("list", items=Param("int", low=1), min_len=2, optional=True),
             "probe_dataset": Param("str", choices=("digits", "lfw_subset")),
             "lite_lrs": Param("list", items=lr, min_len=2), "lite_train_from": Param("str", optional=True)},
         "04_nlp_finetuning": {
@@ -156,8 +160,8 @@ def _specs() -> dict[str, dict[str, Param]]:
             "categories": Param("list", items=Param("str"), min_len=2),
             "probe_categories": Param("list", items=Param("str"), min_len=2),
             "text_column": Param("str"), "label_column": Param("str"), "n_per_class": COUNT,
-            "few_shot_sizes": sizes, "test_size": COUNT, "max_length": Param("int", low=8, high=4096, optional=True),
-            "num_epochs": COUNT, "batch_size": COUNT},
+            "few_shot_sizes": sizes, "test_size": COUNT, "finetune_test_size": COUNT,
+            "max_length": Param("int", low=8, high=4096, optional=True), "num_epochs": COUNT, "batch_size": COUNT},
         "05_pitfalls": {
             "backbone_name": backbone, "n_per_class": COUNT, "test_size": Param("int", low=10, optional=True),
             "resolution": Param("int", low=16, high=1024, optional=True), "finetune_per_class": COUNT,

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit._torchutil import model_device, progress_enabled, weights_digest
+from labkit._torchutil import hub_progress, model_device, progress_enabled, weights_digest
 from labkit.assets import AssetUnavailableError, TextModel
 from labkit.data import IMDB_URL, TextDataset, imdb, load_text_dataset, make_text_loader
 from labkit.freeze import count_parameters, discriminative_param_groups
@@ -37,6 +37,7 @@ __all__ = [
     "scores", "majority_rate", "tfidf_baseline", "embed", "logistic_regression", "knn_accuracy", "encoder_of",
     "layerwise_lr_groups", "add_lora", "trainable_share", "FinetuneResult", "trainer_finetune", "fit_finetune",
     "evaluate_text", "training_memory_mb", "load_corpus", "imdb", "IMDB_URL", "AssetUnavailableError",
+    "MeanPoolClassifier", "mean_pool_classifier", "token_lengths", "diverged",
 ]
 
 # peft asks transformers a deprecated question (is_gradient_checkpointing); nothing a student can act on
@@ -229,6 +230,66 @@ def evaluate_text(model: nn.Module, tokenizer, ds: TextDataset, max_length: int 
     return {**scores(targets.numpy(), pred), "pred": pred}
 
 
+def token_lengths(tokenizer, texts: Sequence[str]) -> np.ndarray:
+    """Tokens per text (special tokens included, no truncation): compare with max_length to see what is cut off."""
+    if isinstance(texts, str):
+        raise TypeError("token_lengths() takes a list of texts, not a single string: wrap it as [text].")
+    return np.array([len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]], dtype=np.int64)
+
+
+def diverged(train_loss: float, num_classes: int) -> bool:
+    """True when a training loss is above ln K: worse than predicting 1/K for every class, i.e. the run diverged."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+    return not float(train_loss) <= math.log(num_classes)  # a NaN loss counts as diverged
+
+
+class MeanPoolClassifier(nn.Module):
+    """A sequence classifier whose linear head reads the mean of the encoder's last hidden states (padding
+    masked out), the pooling of the frozen-embedding row, instead of the [CLS] token's (pooled) state.
+
+    Returns a Hugging Face `SequenceClassifierOutput` (logits, and the cross-entropy loss when labels are given),
+    so `fit_finetune`, `trainer_finetune` (through a TextModel), `evaluate_text` and `encoder_of` all take it.
+    """
+
+    def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1):
+        super().__init__()
+        if num_labels < 2:
+            raise ValueError(f"num_labels must be at least 2, got {num_labels}.")
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        hidden = encoder.config.hidden_size
+        self.classifier = nn.Linear(hidden, num_labels)
+        std = getattr(encoder.config, "initializer_range", 0.02)  # the init of Hugging Face's own heads
+        nn.init.normal_(self.classifier.weight, std=std)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def base_model(self) -> nn.Module:  # what encoder_of and TextModel.encode look for
+        return self.encoder
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **inputs):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, **inputs).last_hidden_state
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], dtype=hidden.dtype, device=hidden.device)
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, H)
+        logits = self.classifier(self.dropout(pooled))
+        loss = nn.functional.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def mean_pool_classifier(text_model: TextModel, num_labels: int | None = None, dropout: float = 0.1) -> TextModel:
+    """text_model's encoder with a new mean-pooling head (`MeanPoolClassifier`), as a TextModel for
+    `trainer_finetune` / `fit_finetune`. num_labels: None takes the model's (load it with num_labels=k)."""
+    encoder = encoder_of(text_model.model)
+    num_labels = int(num_labels or getattr(encoder.config, "num_labels", 2))
+    return TextModel(name=text_model.name, model=MeanPoolClassifier(encoder, num_labels, dropout),
+                     tokenizer=text_model.tokenizer, max_length=text_model.max_length, source=text_model.source)
+
+
 @dataclass
 class FinetuneResult:
     """What a fine-tuning run produced: the (best-epoch) model and the numbers for the comparison table."""
@@ -289,8 +350,6 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     output_dir: where checkpoints go (a temporary folder, deleted afterwards, when None).
     """
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
-    from transformers.utils import logging as hf_logging
-
 
     _check_finetune_inputs(text_model, train_ds, val_ds, lr, num_epochs)
     model, tokenizer = text_model.model, text_model.tokenizer
@@ -324,17 +383,13 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics,
                       optimizers=optimizers)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the epochs come back in the result
-    bars_were_on = hf_logging.is_progress_bar_enabled()
-    if not progress_enabled(progress):
-        hf_logging.disable_progress_bar()  # the "writing model shards" bar of every checkpoint
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     start = time.perf_counter()
     try:
-        trainer.train()
+        with hub_progress(progress):  # e.g. the "writing model shards" bar of every checkpoint
+            trainer.train()
     finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
         if output_dir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     seconds = time.perf_counter() - start

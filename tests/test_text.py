@@ -174,3 +174,43 @@ def test_load_corpus_reads_a_csv_with_a_fixed_split(tmp_path):
     assert train.classes == ["bad", "good"]
     with pytest.raises(KeyError, match="Unknown text data set"):
         text.load_corpus("imbd")
+
+
+@pytest.mark.parametrize("setting, bars", [("0", 0), ("1", 1)])
+def test_hub_progress_bars_follow_labkit_progress(monkeypatch, capfd, setting, bars):
+    """Under LABKIT_PROGRESS=0 (papermill runs) Hugging Face's "Loading weights" bar stays off: no stale progress
+    widget in committed outputs; with progress on it is shown as usual."""
+    monkeypatch.setenv("LABKIT_PROGRESS", setting)
+    labkit.load_text_model("minilm")
+    assert ("Loading weights" in capfd.readouterr().err) == bool(bars)
+
+
+def test_token_lengths_and_divergence_rule(minilm):
+    lengths = text.token_lengths(minilm.tokenizer, ["the rocket", "the rocket reached orbit around saturn"])
+    assert lengths.dtype == np.int64 and lengths[0] < lengths[1]
+    assert lengths[0] == len(minilm.tokenizer("the rocket")["input_ids"])  # [CLS] and [SEP] included
+    with pytest.raises(TypeError, match="list of texts"):
+        text.token_lengths(minilm.tokenizer, "one text")
+    assert not text.diverged(0.5, 4) and text.diverged(np.log(4) + 0.01, 4) and text.diverged(float("nan"), 4)
+
+
+def test_mean_pool_classifier_pools_like_the_frozen_row_and_trains_with_both_loops():
+    clf = text.mean_pool_classifier(_classifier())
+    assert isinstance(clf.model, text.MeanPoolClassifier) and clf.model.classifier.out_features == 2
+    assert text.encoder_of(clf.model) is clf.model.encoder
+    batch = clf.tokenizer(["the rocket", "the goalie stopped the puck"], padding=True, return_tensors="pt")
+    # its head reads what TextModel.encode returns before normalising: the masked mean of the last hidden states
+    pooled = clf.encode(["the rocket", "the goalie stopped the puck"], normalize=False)
+    clf.model.eval()
+    with torch.no_grad():
+        logits = clf.model(**batch).logits
+    torch.testing.assert_close(logits, clf.model.classifier(pooled), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        out = clf.model(**batch, labels=torch.tensor([0, 1]))
+    assert out.loss is not None and out.loss.ndim == 0
+    for finetune in (text.fit_finetune, text.trainer_finetune):
+        labkit.seed_everything(0)
+        run = finetune(text.mean_pool_classifier(_classifier()), _toy(4), _toy(6), num_epochs=1, batch_size=4,
+                       max_length=16, device="cpu", progress=False)
+        assert run.best_epoch == 1 and run.trainable_params == count_parameters(run.model, trainable_only=True)
+        assert 0 <= text.evaluate_text(run.model, clf.tokenizer, _toy(6), 16)["acc"] <= 1
