@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from labkit._torchutil import eval_mode
-from labkit.train import Callback, evaluate
+from labkit.train import Callback, diverged, evaluate
 
 __all__ = ["TwoHeadModel", "TaskView", "task_accuracies", "forgetting", "SourceTaskTracker", "shared_parameters",
            "L2SP", "fisher_diagonal", "EWC", "Replay", "LwF", "LinearProbeThenFineTune", "LPFT",
@@ -187,13 +187,11 @@ def run_status(history, num_classes: int, val_acc: float | None = None, margin: 
     being broken, not a trade-off. val_acc: task-B accuracy on validation data (default: the history's last
     val_acc, when there is one), never the test set.
     """
-    if num_classes < 2:
-        raise ValueError(f"run_status needs num_classes >= 2, got {num_classes}.")
     losses = history["train_loss"] if not isinstance(history, Sequence) else history
     if not losses:
         raise ValueError("run_status needs at least one epoch of training loss.")
     last = float(losses[-1])
-    if not math.isfinite(last) or last > math.log(num_classes):
+    if diverged(last, num_classes):
         return DIVERGED
     if val_acc is None and not isinstance(history, Sequence):
         vals = [e.get("val_acc") for e in history.epochs if e.get("val_acc") is not None]

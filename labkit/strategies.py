@@ -192,7 +192,7 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
     from labkit import features
     from labkit.data import make_loader
     from labkit.freeze import discriminative_param_groups, freeze_to
-    from labkit.train import EarlyStopping, GradualUnfreezing, evaluate, fit
+    from labkit.train import EarlyStopping, GradualUnfreezing, diverged, evaluate, fit
 
     if not isinstance(strategy, Strategy):
         raise TypeError(f"run_strategy needs a labkit.strategies.Strategy, got {type(strategy).__name__}.")
@@ -273,7 +273,7 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
         model=(model if strategy.num_epochs else head) if keep_model else None,
         head_steps=steps["head"], network_steps=steps["network"], kept_epoch=kept,
         val_acc=None if val is None else val["acc"], val_loss_kept=None if val is None else val["loss"],
-        final_train_loss=final, diverged=final is not None and final > math.log(num_classes))
+        final_train_loss=final, diverged=final is not None and diverged(final, num_classes))
 
 
 def choose_lr(strategy: Strategy, lrs: Sequence[float], make_backbone, train_ds, val_ds, test_ds, **kwargs

@@ -32,6 +32,7 @@ from labkit.assets import AssetUnavailableError, TextModel
 from labkit.data import IMDB_URL, TextDataset, imdb, load_text_dataset, make_text_loader
 from labkit.freeze import count_parameters, discriminative_param_groups
 from labkit.repro import resolve_device
+from labkit.train import diverged  # the one divergence rule, re-exported for notebook 04
 
 __all__ = [
     "scores", "majority_rate", "tfidf_baseline", "embed", "logistic_regression", "knn_accuracy", "encoder_of",
@@ -235,13 +236,6 @@ def token_lengths(tokenizer, texts: Sequence[str]) -> np.ndarray:
     if isinstance(texts, str):
         raise TypeError("token_lengths() takes a list of texts, not a single string: wrap it as [text].")
     return np.array([len(ids) for ids in tokenizer(list(texts), truncation=False)["input_ids"]], dtype=np.int64)
-
-
-def diverged(train_loss: float, num_classes: int) -> bool:
-    """True when a training loss is above ln K: worse than predicting 1/K for every class, i.e. the run diverged."""
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
-    return not float(train_loss) <= math.log(num_classes)  # a NaN loss counts as diverged
 
 
 class MeanPoolClassifier(nn.Module):

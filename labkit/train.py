@@ -32,7 +32,7 @@ from labkit.repro import resolve_device
 
 __all__ = ["fit", "evaluate", "predict", "eval_mode", "Callback", "EarlyStopping", "GradualUnfreezing",
            "History", "Trainer", "LRSchedule", "ProgressBar", "MemoryProbe", "measure_training_memory",
-           "bytes_to_mb", "progress_enabled"]
+           "bytes_to_mb", "progress_enabled", "diverged"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -352,6 +352,15 @@ class _ForwardMemory:
         total = weights + trainable + state + activations + workspace
         return {"weights": weights, "gradients": trainable, "optimizer_state": state,
                 "activations": activations, "workspace": workspace, "total": total}
+
+
+def diverged(train_loss: float, num_classes: int) -> bool:
+    """True when a final training loss is above ln K: worse than predicting 1/K for every class, so the run
+    diverged (or never left its random start) and its accuracy says nothing about the recipe. A NaN or infinite
+    loss counts as diverged. The one divergence rule: strategies, forgetting and text all call it."""
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+    return not float(train_loss) <= math.log(num_classes)
 
 
 def bytes_to_mb(nbytes: float) -> float:

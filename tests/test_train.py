@@ -310,3 +310,14 @@ def test_history_logs_the_penalty_apart_from_the_task_loss():
     assert "penalty" not in plain.epochs[0] and pulled.epochs[0]["penalty"] > 0
     # lr 0: the same weights throughout, so the task loss is the same with and without the penalty
     assert pulled.epochs[0]["train_loss"] == pytest.approx(plain.epochs[0]["train_loss"])
+
+
+def test_one_divergence_rule_shared_by_strategies_forgetting_and_text():
+    import math
+
+    from labkit import forgetting, text, train
+    assert not train.diverged(0.5, 4) and train.diverged(math.log(4) + 0.01, 4)
+    assert train.diverged(float("nan"), 4) and train.diverged(float("inf"), 4)  # a blown-up loss is divergence
+    with pytest.raises(ValueError, match="at least 2"):
+        train.diverged(0.1, 1)
+    assert text.diverged is train.diverged and forgetting.diverged is train.diverged
