@@ -11,19 +11,38 @@ __all__ = ["show_table", "photo", "PHOTOS", "top_k", "filter_grid", "map_grid"]
 PHOTOS = ("astronaut", "camera", "chelsea", "coffee", "rocket", "horse", "brick", "grass", "gravel")
 
 
+class Table:
+    """A table as a notebook shows it: HTML in JupyterLab, aligned text elsewhere, and no pandas index column
+    (0, 1, 2, ... would read as a column of results)."""
+
+    def __init__(self, df):
+        self.df = df
+
+    def _repr_html_(self) -> str:
+        import pandas as pd
+
+        with pd.option_context("display.max_colwidth", None):
+            return self.df.to_html(index=False, border=0, na_rep="-")
+
+    def __repr__(self) -> str:
+        import pandas as pd
+
+        with pd.option_context("display.max_colwidth", None):
+            return self.df.to_string(index=False, na_rep="-")
+
+
 def show_table(rows, columns: Sequence[str] | None = None):
-    """Display a list of dicts (or a DataFrame) as a table (returns None, so the table shows once)."""
+    """Display a list of dicts (or a DataFrame) as a table without the index column (returns None, so the
+    table shows once). Claims and verdicts are sentences: cells are shown whole, never cut at 50 characters."""
     import pandas as pd
 
     df = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows), columns=columns)
-    # claims and verdicts are sentences: pandas would cut every cell at 50 characters ("...")
-    with pd.option_context("display.max_colwidth", None):
-        try:
-            from IPython.display import display
-        except ImportError:  # plain Python: print instead
-            print(df.to_string(index=False))
-        else:
-            display(df)
+    try:
+        from IPython.display import display
+    except ImportError:  # plain Python: print instead
+        print(repr(Table(df)))
+    else:
+        display(Table(df))
 
 
 def photo(name: str) -> np.ndarray:

@@ -28,3 +28,13 @@ def test_show_table_prints_whole_cells_without_ipython(monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_ipython)
     show_table([{"claim": LONG, "verdict": "holds"}])
     assert LONG in capsys.readouterr().out
+
+
+def test_show_table_has_no_index_column(monkeypatch):
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append((obj._repr_html_(), repr(obj))))
+    show_table([{"strategy": "two-stage", "acc": 0.826}, {"strategy": "scratch", "acc": None}])
+    html, text = shown[0]
+    assert text.splitlines()[0].split() == ["strategy", "acc"]  # no "0", "1" column before the data
+    assert text.splitlines()[1].split()[0] == "two-stage" and "<th></th>" not in html and "<th>0</th>" not in html
+    assert text.splitlines()[2].split() == ["scratch", "-"]  # a missing value reads as a dash, not NaN
