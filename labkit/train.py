@@ -213,6 +213,8 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, trainer, logs):
         value = logs.get(self.monitor)
+        if value is None and logs.get("validated") is False:
+            return  # fit(val_every=k): this epoch was not validated, so there is nothing to compare
         if value is None:
             raise ValueError(f"EarlyStopping monitors {self.monitor!r} but this fit has no such metric: "
                              "pass a val_loader (or monitor a metric a callback records).")
@@ -428,6 +430,7 @@ class Trainer:
         self.loss_fn: Callable = nn.functional.cross_entropy
         self.autocast = contextlib.nullcontext()  # bfloat16 autocast when fit(amp=...) is on
         self.channels_last = False
+        self.val_every, self.num_epochs = 1, 0
         self.bn_policy = "freeze"
         self.max_grad_norm: float | None = None
         self.max_steps: int | None = None
@@ -486,7 +489,11 @@ class Trainer:
                 "lr": max(g["lr"] for g in self.optimizer.param_groups),
                 "trainable_params": count_parameters(self.model, trainable_only=True)}
         if val_loader is not None:
-            logs.update(self._do_validate(val_loader))
+            validate = (self.epoch + 1) % self.val_every == 0 or self.epoch + 1 == self.num_epochs
+            if validate or self.stop_training:
+                logs.update(self._do_validate(val_loader))
+            else:
+                logs["validated"] = False
         logs["seconds"] = time.perf_counter() - start
         logs["peak_mem_mb"] = self.memory.peak_mb()
         self._event("on_epoch_end", logs)
@@ -750,7 +757,8 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
         loss_fn: Callable | None = None, callbacks: Sequence[Callback] = (), device: str | None = "auto",
         amp: bool | str = "auto", channels_last: bool | str = "auto", bn_policy: str = "freeze",
         early_stopping: int | None = None, max_grad_norm: float | None = None, max_steps: int | None = None,
-        progress: bool | None = None, live_plot: bool = False, measure_memory: bool = True) -> History:
+        progress: bool | None = None, live_plot: bool = False, measure_memory: bool = True,
+        val_every: int = 1) -> History:
     """Train `model`; return its per-epoch `History`.
 
     param_groups: explicit optimizer groups, or a callable(model) -> groups (e.g. discriminative LRs).
@@ -760,9 +768,13 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     early_stopping: patience in epochs on val_loss (needs val_loader); the best weights are restored, also when
         the fit is interrupted (an exception, or the notebook's stop button).
     max_steps: stop after this many optimizer steps (benchmarks, smoke tests).
+    val_every: validate after every k-th epoch and after the last (a tiny training set runs many short epochs:
+        validating each would cost more than training). Early stopping then counts validations, not epochs.
     History records train_loss (the task loss alone) and, when a callback adds one, the penalty next to it.
     """
     _check_fit_arguments(num_epochs, bn_policy, early_stopping, val_loader)
+    if isinstance(val_every, bool) or not isinstance(val_every, int) or val_every < 1:
+        raise ValueError(f"val_every must be a whole number of epochs, at least 1, got {val_every!r}.")
     device = resolve_device(device)
     use_amp, use_cl = _place_model(model, device, amp, channels_last)
     trainer = Trainer(model, _make_optimizer_factory(optimizer), lr, weight_decay, param_groups, device)
@@ -770,6 +782,7 @@ def fit(model: nn.Module, train_loader: Iterable, val_loader: Iterable | None = 
     if use_amp:
         trainer.autocast = torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     trainer.channels_last, trainer.bn_policy, trainer.max_grad_norm = use_cl, bn_policy, max_grad_norm
+    trainer.val_every, trainer.num_epochs = val_every, num_epochs
     trainer.max_steps, trainer.total_steps = max_steps, _total_steps(train_loader, num_epochs, max_steps)
     trainer.callbacks = [LRSchedule(scheduler, warmup_steps), *callbacks,
                          *([EarlyStopping(patience=int(early_stopping))] if early_stopping else []),

@@ -78,13 +78,17 @@ def test_standard_strategies_declare_the_recipes_at_one_budget():
 def test_steps_divergence_and_the_checkpoint_chosen_on_validation(make_small):
     train, val, test = tiny_images(8), tiny_images(4, seed=3), tiny_images(4, seed=1)
     r = run_strategy(Strategy("two", head_epochs=4, head_lr=1e-2, num_epochs=3, lr=1e-3), make_small, train, test,
-                     val_ds=val, batch_size=8, device="cpu")
+                     val_ds=val, batch_size=8, device="cpu", val_every_steps=1)
     assert (r.head_steps, r.network_steps) == (4 * 3, 3 * 3) and r.steps == "12 head + 9 network steps"
     assert set(r.kept_epoch) == {"head", "network"} and 1 <= r.kept_epoch["network"] <= 3
     assert len(r.val_loss) == 4 + 3 and 0 <= r.val_acc <= 1 and not r.diverged
     # the kept network epoch is the one with the lowest validation loss
     network_val = r.val_loss[4:]
     assert r.kept_epoch["network"] == 1 + int(np.argmin(network_val))
+    # by default a 3-step epoch is validated about every 16 steps: here only after the last epoch
+    sparse = run_strategy(Strategy("net", num_epochs=3, lr=1e-3), make_small, train, test, val_ds=val, batch_size=8,
+                          device="cpu")
+    assert len(sparse.val_loss) == 1 and sparse.kept_epoch == {"network": 3}
     blown = run_strategy(Strategy("blow", num_epochs=2, lr=5.0), make_small, train, test, batch_size=8, device="cpu")
     assert blown.diverged and blown.final_train_loss > np.log(3) and blown.kept_epoch == {}
 

@@ -321,3 +321,15 @@ def test_one_divergence_rule_shared_by_strategies_forgetting_and_text():
     with pytest.raises(ValueError, match="at least 2"):
         train.diverged(0.1, 1)
     assert text.diverged is train.diverged and forgetting.diverged is train.diverged
+
+
+def test_val_every_validates_every_kth_epoch_and_the_last():
+    loader = _separable()
+    hist = fit(nn.Linear(5, 2), loader, loader, num_epochs=7, lr=0.1, val_every=3,
+               callbacks=[EarlyStopping(patience=10)], device="cpu")
+    validated = [e for e, v in enumerate(hist["val_loss"], 1) if v is not None]
+    assert validated == [3, 6, 7] and hist.best_epoch in (2, 5, 6)  # the kept epoch is one that was validated
+    assert [e.get("validated", True) for e in hist.epochs] == [False, False, True, False, False, True, True]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="val_every"):
+            fit(nn.Linear(5, 2), loader, loader, num_epochs=2, val_every=bad, device="cpu")
