@@ -185,3 +185,17 @@ def test_one_text_dispatcher_splits_a_file_70_30_by_one_rule(tmp_path, suffix, s
     assert data.load_text_dataset(str(path), "test", **columns).texts == test.texts
     with pytest.raises(ValueError, match="split must be"):
         data.load_text_dataset(str(path), "validation", **columns)
+
+
+def test_newsgroup_cleaning_removes_attributions_and_addresses():
+    post = ("re re dmorph in article apr usl edu jna ucs usl edu armstrong jay n writes can someone tell me where "
+            "i can ftp dmorph try wuarchive wustl edu it is there")
+    # an address is up to three words before its domain, so a word next to one can go with it ("try")
+    assert data.clean_newsgroup_text(post) == "dmorph can someone tell me where i can ftp dmorph it is there"
+    plain = "voice input vendor information needed hello i am looking to add voice input"
+    assert data.clean_newsgroup_text(plain) == plain  # a post without either is left alone
+    cleaned = data.newsgroups(["sci.space", "rec.autos"], split="test")
+    raw = data.newsgroups(["sci.space", "rec.autos"], split="test", clean=False)
+    with_attribution = sum(" in article " in f" {t} " for t in raw.texts)
+    assert with_attribution > 100 and sum(" in article " in f" {t} " for t in cleaned.texts) < with_attribution / 5
+    assert len(cleaned) <= len(raw) and all(cleaned.texts) and cleaned.classes == raw.classes
