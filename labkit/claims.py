@@ -28,7 +28,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["ARTICLE", "Accuracy", "Scores", "difference", "accuracy", "paired_difference", "unpaired_difference",
-           "mean_and_se",
+           "mean_and_se", "half_width",
            "interval", "verdict_for", "judge", "Judgement", "Ledger", "aggregate", "count_line", "ledger_rows",
            "VERDICTS", "Z95", "ledger_markdown", "write_ledger_csv"]
 
@@ -142,6 +142,25 @@ def mean_and_se(a) -> tuple[float, float, int]:
     x = _items(a, "A")
     se = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else float("inf")
     return float(x.mean()), se, int(x.size)
+
+
+def half_width(a, n: int | None = None) -> float:
+    """Half the width of one accuracy's 95 % interval over its test items: the error bar a plot draws.
+
+    a: an Accuracy (or per-item scores), whose items give the standard error; or a plain accuracy with n, the
+    number of test items it was measured on (the binomial standard error sqrt(p (1 - p) / n)).
+    """
+    if hasattr(a, "correct") or (not isinstance(a, (int, float)) and np.ndim(a) > 0):
+        return Z95 * mean_and_se(a)[1]
+    if n is None:
+        raise TypeError("half_width needs an Accuracy (which keeps its test items) or a plain accuracy with n=, the "
+                        "number of test items it was measured on.")
+    if n < 2:
+        raise ValueError(f"half_width needs at least 2 test items, got n={n}.")
+    p = float(a)
+    if not 0 <= p <= 1:
+        raise ValueError(f"half_width with n= takes an accuracy between 0 and 1, got {p}.")
+    return Z95 * math.sqrt(p * (1 - p) / (n - 1))  # ddof=1, as mean_and_se: the same bar as from the items
 
 
 def _t95(df: int) -> float:

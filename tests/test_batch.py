@@ -274,6 +274,23 @@ def test_gpu_detection_and_pinning(monkeypatch):
     assert sorted(e["CUDA_VISIBLE_DEVICES"] for e in seen) == ["0", "0", "1", "1"]
 
 
+def test_cpu_runs_side_by_side_share_the_cores_with_sleeping_threads(monkeypatch):
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(batch_mod.os, "cpu_count", lambda: 4)
+    seen = []
+    monkeypatch.setattr(batch_mod, "execute_notebook", lambda env, **job: seen.append(env) or {"status": "done"})
+    for workers, expected in ((2, {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}),
+                              (1, {})):
+        seen.clear()
+        pool = LocalPool(workers, [])
+        try:
+            pool.submit({"source": "x"}, key="0").result()
+        finally:
+            pool.close()
+        assert seen == [expected]  # one CPU run alone keeps OpenMP's defaults (spinning threads are faster)
+
+
 def test_shipped_bands_and_example_spec_are_valid():
     from labkit.batch_report import load_bands
 

@@ -195,3 +195,15 @@ def test_a_hopeless_tie_is_called_practically_a_tie():
     assert j.verdict == "unresolved" and j.resolve.startswith("practically a tie")
     mem = Ledger("t").value("mem", "about 4x", source="t", a=("ratio", 6.7), se=0.0, within=(3, 5), unit="x")
     assert claims.ledger_rows([mem])[0]["effect [95 % CI]"] == "6.7x [6.7x, 6.7x]"
+
+
+def test_half_width_is_the_error_bar_of_one_accuracy():
+    from labkit.claims import Accuracy, Z95, half_width
+
+    acc = Accuracy([True] * 80 + [False] * 20)
+    assert half_width(acc) == pytest.approx(Z95 * np.sqrt(0.8 * 0.2 / 99), rel=1e-9)
+    assert half_width(0.8, n=100) == pytest.approx(half_width(acc), rel=1e-9)  # items or (p, n): one bar
+    with pytest.raises(TypeError, match="n="):
+        half_width(0.8)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        half_width(80.0, n=100)
