@@ -101,6 +101,16 @@ def test_repo_student_notebooks_have_no_outputs():
         assert with_output == [], f"{path.name}: cells {with_output} have outputs; run `labkit release`"
 
 
+def test_student_notebooks_ask_for_a_prediction_before_key_results():
+    for path in sorted((REPO / "notebooks").glob("0[1-5]_*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        prompts = [i for i, c in enumerate(cells)
+                   if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("> **Predict first.**")]
+        assert prompts, f"{path.name}: no 'Predict first' prompt before a key result"
+        for i in prompts:  # the prompt comes right before the cell that answers it
+            assert i + 1 < len(cells) and cells[i + 1]["cell_type"] == "code", f"{path.name}: cell {i + 1}"
+
+
 def test_release_is_deterministic():
     assert dumps_notebook(release_notebook(solution_nb(), "x.ipynb")) == dumps_notebook(release_notebook(solution_nb(), "x.ipynb"))
 
