@@ -22,7 +22,8 @@ import numpy as np
 
 __all__ = [
     "ImageDataset", "TextDataset", "DataUnavailableError", "fashion_mnist", "digits", "lfw_subset", "image_folder",
-    "load_dataset", "newsgroups", "clean_newsgroup_text", "election_tweets", "imdb", "text_file", "load_text_dataset", "class_split",
+    "load_dataset", "newsgroups", "clean_newsgroup_text", "election_tweets", "imdb", "text_file", "load_text_dataset",
+    "class_split",
     "make_loader", "ImageLoader", "TextLoader", "make_text_loader", "epoch_order", "EpochShuffle",
     "FASHION_MNIST_CLASSES", "IMAGE_DATASETS", "TEXT_DATASETS", "IMDB_URL",
 ]

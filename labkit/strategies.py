@@ -112,7 +112,7 @@ class StrategyResult:
     trainable_params: int
     peak_mem_mb: float  # peak training memory (CUDA: allocator peak; CPU: measure_training_memory)
     train_loss: list[float]  # per epoch, the head stage first
-    val_loss: list[float]  # per epoch, when validation data were given (else empty)
+    val_loss: list[float | None]  # per epoch (None: not validated), when validation data were given (else empty)
     stages: list[str]  # "head" / "network" for each epoch, to draw where stage 2 starts
     histories: list = field(default_factory=list, repr=False)
     model: nn.Module | None = field(default=None, repr=False)
@@ -220,7 +220,8 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
     def keep(history, stage, steps_per_epoch):
         histories.append(history)
         train_loss.extend(history["train_loss"])
-        val_loss.extend(v for v in history["val_loss"] if v is not None)
+        if val_ds is not None:  # one entry per epoch, None where the epoch was not validated (val_every_steps)
+            val_loss.extend(history["val_loss"])
         stages.extend([stage] * len(history.epochs))
         steps[stage] += steps_per_epoch * len(history.epochs)
         if val_ds is not None:

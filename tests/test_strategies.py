@@ -88,7 +88,8 @@ def test_steps_divergence_and_the_checkpoint_chosen_on_validation(make_small):
     # by default a 3-step epoch is validated about every 16 steps: here only after the last epoch
     sparse = run_strategy(Strategy("net", num_epochs=3, lr=1e-3), make_small, train, test, val_ds=val, batch_size=8,
                           device="cpu")
-    assert len(sparse.val_loss) == 1 and sparse.kept_epoch == {"network": 3}
+    assert sparse.val_loss[:2] == [None, None] and sparse.val_loss[2] is not None  # aligned with train_loss
+    assert len(sparse.val_loss) == len(sparse.train_loss) == 3 and sparse.kept_epoch == {"network": 3}
     blown = run_strategy(Strategy("blow", num_epochs=2, lr=5.0), make_small, train, test, batch_size=8, device="cpu")
     assert blown.diverged and blown.final_train_loss > np.log(3) and blown.kept_epoch == {}
 
