@@ -490,11 +490,20 @@ def count_line(judgements: Iterable) -> str:
 
 def aggregate(claim_runs: Sequence[Mapping]) -> dict:
     """Judge one claim over several runs (seeds) with the same rule; each run is a recorded claim dict."""
-    first = claim_runs[0]
-    if first.get("kind") in ("demonstration", "not measured"):
-        out = dict(first)
+    without = ("demonstration", "not measured")
+    measured = [r for r in claim_runs if r.get("kind") not in without]
+    if not measured:  # every run showed or skipped it: nothing to judge
+        out = dict(claim_runs[0])
         out["n_seeds"] = len(claim_runs)
         return out
+    if len(measured) < len(claim_runs):
+        # a claim a run could not measure (its precondition failed there, e.g. a run diverged) is judged over the
+        # runs that measured it, and the row says how many those were
+        row = aggregate(measured)
+        row["note"] = (f"measured in {len(measured)} of {len(claim_runs)} runs (the others: not measured); "
+                       + row.get("note", ""))
+        return row
+    first = claim_runs[0]
     ids = {r.get("id") for r in claim_runs}
     if len(ids) != 1:
         raise ValueError(f"aggregate() needs runs of one claim, got ids {sorted(map(str, ids))}.")

@@ -207,3 +207,15 @@ def test_half_width_is_the_error_bar_of_one_accuracy():
         half_width(0.8)
     with pytest.raises(ValueError, match="between 0 and 1"):
         half_width(80.0, n=100)
+
+
+def test_a_claim_some_runs_could_not_measure_is_judged_over_the_others():
+    single = claims.judge("c", "A beats B", source="test", effects=[0.05], ses=[0.01], n_items=500,
+                          region=(0.0, None))
+    skipped = {"id": "c", "claim": "A beats B", "kind": "not measured", "effect": None, "se": None,
+               "verdict": "not measured"}
+    runs = [dict(single.to_dict(), effect=e, se=0.01) for e in (0.05, 0.06, 0.04)] + [skipped, skipped]
+    agg = aggregate(runs)
+    assert agg["n_seeds"] == 3 and agg["effect"] == pytest.approx(0.05) and agg["verdict"] == "holds"
+    assert agg["note"].startswith("measured in 3 of 5 runs")
+    assert aggregate([skipped, skipped])["kind"] == "not measured"
