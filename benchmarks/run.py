@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -31,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 import labkit  # noqa: E402
 from labkit import data, features  # noqa: E402
 from labkit.freeze import freeze_to  # noqa: E402
-from labkit.train import bytes_to_mb, fit, measure_training_memory  # noqa: E402
+from labkit.train import adamw, bytes_to_mb, fit, measure_training_memory  # noqa: E402
 
 RESULTS: list[dict] = []
 
@@ -147,7 +145,7 @@ def bench_fit_overhead(device, steps: int = 60) -> None:
         torch.manual_seed(0)
         model = small_cnn(5).to(device)
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        opt = adamw(model.parameters(), lr=1e-3)  # fit's optimizer: the ratio is the loop's overhead
         t0 = time.perf_counter()
         for x, y in batches:
             loss = nn.functional.cross_entropy(model(x), y)
@@ -200,7 +198,8 @@ def bench_memory(device, size: int = 224, batch: int = 32) -> None:
         return bytes_to_mb(measure_training_memory(backbone, (x, y))["total"])
 
     full, frozen = peak(False), peak(True)
-    how = "torch.cuda.max_memory_allocated" if device.type == "cuda" else "weights+grads+AdamW state+forward high-water mark"
+    how = ("torch.cuda.max_memory_allocated" if device.type == "cuda"
+           else "weights+grads+AdamW state+forward high-water mark")
     row("peak training memory: frozen backbone vs full fine-tune", frozen, full, "MB", frozen / full, "<= 0.33",
         frozen / full <= 1 / 3, f"Lite0, batch {batch} at {size} px ({how})")
 
@@ -225,7 +224,7 @@ def bench_text(device, steps: int = 8, batch: int = 16, max_length: int = 64) ->
 
     def minimal():
         model = fresh().model.to(device).train()
-        opt = torch.optim.AdamW(model.parameters(), lr=2e-5)
+        opt = adamw(model.parameters(), lr=2e-5)  # fit's optimizer: the ratio is the loop's overhead
         t0 = time.perf_counter()
         for b in batches:
             out = model(**b)
@@ -351,7 +350,12 @@ def bench_gpu_modes(device, size: int = 224, batch: int = 128) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 def write_outputs(device, update_readme: bool) -> None:
-    machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    from labkit.repro import cpu_signature
+
+    cpu = cpu_signature()  # e.g. "x86_64 GenuineIntel AVX512": speeds differ by CPU kind, so every row names it
+    for r in RESULTS:
+        r["note"] = f"{r['note']}; {cpu}" if r["note"] else cpu
+    machine = (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
                f"device {device}" + (f" ({torch.cuda.get_device_name()})" if device.type == "cuda" else ""))
     out = ROOT / "bench_out"
     out.mkdir(exist_ok=True)
@@ -380,13 +384,14 @@ def write_outputs(device, update_readme: bool) -> None:
 def _merge_tables(old: str, new_lines: list[str], date: str) -> str:
     """The README table with this run's rows replacing rows of the same benchmark (others keep their numbers)."""
     new_rows = {line.split(" | ")[0]: line for line in new_lines[4:]}
-    old_lines = [line for line in old.strip().splitlines() if line.startswith("| ") and not line.startswith("| benchmark")]
+    old_lines = [line for line in old.strip().splitlines()
+                 if line.startswith("| ") and not line.startswith("| benchmark")]
     kept = [line for line in old_lines if line.split(" | ")[0] not in new_rows]
     if not kept:
         return "\n".join(new_lines) + "\n"
     rows = [new_rows.get(line.split(" | ")[0], line) for line in old_lines] + \
         [line for name, line in new_rows.items() if name not in {x.split(" | ")[0] for x in old_lines}]
-    head = [new_lines[0].rstrip(".") + f"; rows not re-run keep their earlier measurement.", ""] + new_lines[2:4]
+    head = [new_lines[0].rstrip(".") + "; rows not re-run keep their earlier measurement.", ""] + new_lines[2:4]
     return "\n".join(head + rows) + "\n"
 
 

@@ -371,7 +371,9 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     optimizers = (None, None)
     if param_groups is not None:
         groups = [{k: v for k, v in g.items() if k != "name"} for g in param_groups]
-        optimizers = (torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay), None)
+        from labkit.train import adamw
+
+        optimizers = (adamw(groups, lr=lr, weight_decay=weight_decay), None)
     trainer = Trainer(model=model, args=args, train_dataset=_Tokenised(train_ds, tokenizer, max_length),
                       eval_dataset=_Tokenised(val_ds, tokenizer, max_length),
                       data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics,

@@ -1,4 +1,6 @@
 """The one fit loop: freezing, parameter groups, BatchNorm policy, eval mode, callbacks, clear errors."""
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -333,3 +335,25 @@ def test_val_every_validates_every_kth_epoch_and_the_last():
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="val_every"):
             fit(nn.Linear(5, 2), loader, loader, num_epochs=2, val_every=bad, device="cpu")
+
+
+def test_adamw_is_fused_where_torch_has_it_and_takes_the_same_steps():
+    from labkit.train import adamw
+
+    torch.manual_seed(0)
+    a = nn.Linear(8, 3)
+    b, start = copy.deepcopy(a), a.weight.detach().clone()
+    fused, plain = adamw(a.parameters(), lr=1e-2, weight_decay=0.01), torch.optim.AdamW(b.parameters(), lr=1e-2,
+                                                                                           weight_decay=0.01)
+    x, y = torch.randn(16, 8), torch.randint(0, 3, (16,))
+    for _ in range(5):
+        for model, opt in ((a, fused), (b, plain)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert torch.allclose(a.weight, b.weight, atol=1e-6) and not torch.allclose(a.weight, start, atol=1e-3)
+    major, minor = (int(v) for v in torch.__version__.split(".")[:2])
+    if (major, minor) >= (2, 4):
+        assert fused.defaults["fused"] is True
+    with pytest.raises(ValueError):
+        adamw([])  # no parameters: torch's own error, not a silent fallback to nothing
