@@ -1,4 +1,5 @@
-"""labkit batch: spec checks, Dask execution with a failing run, resuming after an interruption, killed kernels/workers."""
+"""labkit batch: spec checks, Dask execution with a failing run, resuming after an interruption, killed kernels and
+workers."""
 from __future__ import annotations
 
 import json

@@ -198,7 +198,7 @@ def test_a_hopeless_tie_is_called_practically_a_tie():
 
 
 def test_half_width_is_the_error_bar_of_one_accuracy():
-    from labkit.claims import Accuracy, Z95, half_width
+    from labkit.claims import Z95, Accuracy, half_width
 
     acc = Accuracy([True] * 80 + [False] * 20)
     assert half_width(acc) == pytest.approx(Z95 * np.sqrt(0.8 * 0.2 / 99), rel=1e-9)

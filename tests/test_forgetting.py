@@ -1,4 +1,5 @@
-"""labkit.forgetting: the two-head model, tracking, and the mitigation callbacks (EWC's Fisher and penalty above all)."""
+"""labkit.forgetting: the two-head model, tracking, and the mitigation callbacks (EWC's Fisher and penalty above
+all)."""
 import warnings
 
 import numpy as np
@@ -6,9 +7,23 @@ import pytest
 import torch
 
 from labkit import data
-from labkit.forgetting import (EWC, LPFT, TASK_A, TASK_B, ForgettingWarning, L2SP, LwF, Replay, SourceTaskTracker,
-                               TwoHeadModel, fisher_diagonal, forgetting, mitigation_notes, shared_parameters,
-                               task_accuracies)
+from labkit.forgetting import (
+    EWC,
+    L2SP,
+    LPFT,
+    TASK_A,
+    TASK_B,
+    ForgettingWarning,
+    LwF,
+    Replay,
+    SourceTaskTracker,
+    TwoHeadModel,
+    fisher_diagonal,
+    forgetting,
+    mitigation_notes,
+    shared_parameters,
+    task_accuracies,
+)
 from labkit.freeze import freeze_to
 from labkit.train import fit
 from labkit.zoo import SOURCE_CLASSES, TARGET_CLASSES, fashion_source_model, small_cnn, source_task_data

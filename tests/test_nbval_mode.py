@@ -60,7 +60,8 @@ def test_masking_hides_the_settle_hint_of_an_unresolved_claim_but_not_its_verdic
 
 def test_masking_hides_verdicts_at_the_edge_and_the_counts_they_feed():
     masked = ("nbval_sanitize.cfg", "nbval_sanitize_numbers.cfg")
-    here = "<td>unresolved (at the edge): about 190 test items would settle it (here 160)</td> 5 hold, 1 fail, 2 unresolved"
+    here = ("<td>unresolved (at the edge): about 190 test items would settle it (here 160)</td> "
+            "5 hold, 1 fail, 2 unresolved")
     there = "<td>holds (at the edge)</td> 6 hold, 1 fail, 1 unresolved"
     assert sanitize(here, *masked) == sanitize(there, *masked)
     assert sanitize("<td>holds</td>", *masked) != sanitize("<td>fails</td>", *masked)

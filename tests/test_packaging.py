@@ -1,10 +1,10 @@
 """Set-up files agree with each other, and results recording works."""
 import json
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from labkit import results

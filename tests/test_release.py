@@ -71,7 +71,8 @@ def test_release_replaces_solutions_and_clears_exercise_outputs():
     for cell in (cells[3], cells[4], cells[6], cells[7]):  # exercises, the check and the quiz
         assert cell["outputs"] == [] and cell["execution_count"] is None
         assert "nbval-ignore-output" in cell["metadata"]["tags"]
-    assert "widgets" not in nb["metadata"] and nb["metadata"]["labkit"]["generated_from"] == "solutions/99_fixture.ipynb"
+    assert "widgets" not in nb["metadata"]
+    assert nb["metadata"]["labkit"]["generated_from"] == "solutions/99_fixture.ipynb"
     assert all("execution" not in c["metadata"] for c in cells)
 
 
@@ -143,14 +144,15 @@ def test_every_notebook_fits_one_sitting():
 
 
 def test_reading_time_counts_prose_code_and_printed_output():
+    figure = {"output_type": "display_data", "data": {"image/png": "...", "text/plain": "<Figure>"}}
     cells = [{"cell_type": "markdown", "source": "word " * 200},
-             code("x " * 100, outputs=[stream("out " * 200),
-                                       {"output_type": "display_data", "data": {"image/png": "...", "text/plain": "<Figure>"}}])]
+             code("x " * 100, outputs=[stream("out " * 200), figure])]
     assert reading_minutes(cells) == pytest.approx(3.0)
 
 
 def test_release_is_deterministic():
-    assert dumps_notebook(release_notebook(solution_nb(), "x.ipynb")) == dumps_notebook(release_notebook(solution_nb(), "x.ipynb"))
+    first, second = (dumps_notebook(release_notebook(solution_nb(), "x.ipynb")) for _ in range(2))
+    assert first == second
 
 
 @pytest.mark.parametrize("source, message", [
@@ -167,7 +169,8 @@ def test_bad_markers_name_the_cell(source, message):
 
 
 def test_explicit_placeholder_wins():
-    out = strip_code("### BEGIN SOLUTION\nacc = fit()\n### PLACEHOLDER acc = None  # call fit(...)\n### END SOLUTION\n", "w")
+    out = strip_code("### BEGIN SOLUTION\nacc = fit()\n### PLACEHOLDER acc = None  # call fit(...)\n"
+                     "### END SOLUTION\n", "w")
     assert out == "# YOUR CODE HERE\nacc = None  # call fit(...)\n"
 
 
@@ -220,7 +223,8 @@ def test_released_notebook_runs_top_to_bottom(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LABKIT_RESPONSES_DIR", str(tmp_path / "responses"))
     nb = nbformat.reads(dumps_notebook(release_notebook(solution_nb(), "x.ipynb")), as_version=4)
-    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
     check_output = "".join(o.get("text", "") for o in nb.cells[6].outputs)
     assert "not attempted yet" in check_output
 

@@ -9,9 +9,18 @@ import torch
 from labkit import zoo
 from labkit.data import ImageDataset
 from labkit.freeze import count_parameters
-from labkit.strategies import (ARTICLE_MATRIX, Strategy, _fold_head, backbone_factory, crossover, label_curve,
-                               run_strategy, standard_strategies, training_memory, winner,
-                               with_min_steps)
+from labkit.strategies import (
+    Strategy,
+    _fold_head,
+    backbone_factory,
+    crossover,
+    label_curve,
+    run_strategy,
+    standard_strategies,
+    training_memory,
+    winner,
+    with_min_steps,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 

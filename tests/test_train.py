@@ -8,7 +8,7 @@ from torch import nn
 import labkit
 from labkit import data
 from labkit.freeze import count_parameters, discriminative_param_groups, freeze_to, model_depths
-from labkit.train import EarlyStopping, GradualUnfreezing, evaluate, eval_mode, fit
+from labkit.train import EarlyStopping, GradualUnfreezing, eval_mode, evaluate, fit
 
 
 @pytest.fixture(scope="module")
