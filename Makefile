@@ -51,7 +51,7 @@ release: $(STAMP)
 outputs: setup
 	$(BIN)/papermill solutions/$(NB).ipynb solutions/$(NB).ipynb --cwd solutions
 	$(BIN)/labkit release
-	$(BIN)/python -c "from labkit.repro import cpu_signature; print(cpu_signature())" > tests/nbval_reference_cpu.txt
+	$(BIN)/python -c "from labkit.repro import run_signature; print(run_signature())" > tests/nbval_reference_cpu.txt
 
 clean:
 	rm -rf runs .labkit_cache bench_out

@@ -5,8 +5,9 @@ matplotlib backend is left alone: notebook kernels use the inline backend, so fi
 compares.
 
 nbval compares each checked cell with the committed output. Seeded quick-mode training reproduces those outputs to
-the last digit on the kind of CPU they were recorded on (tests/nbval_reference_cpu.txt, written by `make outputs`);
-on another kind (AVX2 instead of AVX-512, Arm instead of x86) the sums round differently and third decimals move.
+the last digit on the kind of CPU and the torch thread count they were recorded with (tests/nbval_reference_cpu.txt,
+written by `make outputs`); on another kind (AVX2 instead of AVX-512, Arm instead of x86) or thread count the sums
+round differently and third decimals move.
 There the numbers are masked (tests/nbval_sanitize_numbers.cfg) and the text around them is still compared:
 claims, verdicts, counts. LABKIT_NBVAL_EXACT=1 forces exact comparison anywhere, LABKIT_NBVAL_EXACT=0 the masked one.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import random
 
-__all__ = ["seed_everything", "resolve_device", "cpu_signature", "outputs_comparable"]
+__all__ = ["seed_everything", "resolve_device", "cpu_signature", "run_signature", "outputs_comparable"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True, threads: int | None = None) -> int:
@@ -51,12 +51,25 @@ def cpu_signature() -> str:
     return f"{platform.machine()} {vendor or 'unknown-vendor'} {torch.backends.cpu.get_cpu_capability()}"
 
 
+def run_signature() -> str:
+    """cpu_signature() plus torch's CPU thread count, e.g. "x86_64 AuthenticAMD AVX512 threads=2".
+
+    The thread count matters as much as the CPU kind: a convolution split over one thread or two adds its partial
+    sums in another order, and a randomly initialised network amplifies that last-bit difference with depth
+    (EfficientNet-Lite0's pooled features differ from the third stage on), enough to move a linear probe by one or
+    two test images. What nbval compares digit for digit is therefore tied to both (`make outputs` records this).
+    """
+    import torch
+
+    return f"{cpu_signature()} threads={torch.get_num_threads()}"
+
+
 def outputs_comparable(recorded: str | None, here: str | None = None, forced: str | None = None) -> tuple[bool, str]:
-    """Can committed notebook outputs recorded on CPU `recorded` be compared digit for digit on this CPU?
+    """Can committed notebook outputs recorded on `recorded` (a run_signature) be compared digit for digit here?
 
     Returns (exact, why). `forced` is LABKIT_NBVAL_EXACT's value: "1" or "0" overrides the answer.
     """
-    here = here or cpu_signature()
+    here = here or run_signature()
     recorded = (recorded or "").strip() or "an unrecorded CPU"
     if forced not in (None, "", "0", "1"):
         raise ValueError(f"LABKIT_NBVAL_EXACT must be 0 or 1, got {forced!r}.")
@@ -64,7 +77,7 @@ def outputs_comparable(recorded: str | None, here: str | None = None, forced: st
         return forced == "1", f"LABKIT_NBVAL_EXACT={forced} (outputs recorded on {recorded}; this CPU: {here})"
     if here == recorded:
         return True, f"outputs recorded on this kind of CPU ({here}): numbers compared exactly"
-    return False, (f"outputs recorded on {recorded}, this CPU is {here}: numbers masked, text and verdicts "
+    return False, (f"outputs recorded on {recorded}, this machine is {here}: numbers masked, text and verdicts "
                    "compared (see conftest.py)")
 
 
