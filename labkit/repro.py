@@ -77,8 +77,8 @@ def outputs_comparable(recorded: str | None, here: str | None = None, forced: st
         return forced == "1", f"LABKIT_NBVAL_EXACT={forced} (outputs recorded on {recorded}; this CPU: {here})"
     if here == recorded:
         return True, f"outputs recorded on this kind of CPU ({here}): numbers compared exactly"
-    return False, (f"outputs recorded on {recorded}, this machine is {here}: numbers masked, text and verdicts "
-                   "compared (see conftest.py)")
+    return False, (f"outputs recorded on {recorded}, this machine is {here}: numbers and verdicts masked, "
+                   "cells, claims and table layout compared (see conftest.py)")
 
 
 def resolve_device(device: str | None = "auto"):
