@@ -30,6 +30,7 @@ run: setup
 
 test: $(STAMP)
 	@bash scripts/system-deps.sh $(TEST_DEBS)
+	@bash scripts/hub-deps.sh $(BIN)/python
 	$(BIN)/labkit release --check
 	$(BIN)/python -m pytest -p no:cacheprovider --nbval --nbval-sanitize-with tests/nbval_sanitize.cfg tests solutions
 

@@ -4,6 +4,8 @@
 the target in one step, so a reader sees the old file or the new one, never half of one, and two writers never
 share a temporary name. `file_lock`: an exclusive advisory lock (fcntl.flock on `<path>.lock`) for a
 read-check-write sequence that must not interleave with another process's.
+`cache_root`: the one folder every labkit cache lives under. `folder_problem`: whether a destination is a folder
+this process can write into, asked before anything is written there.
 """
 from __future__ import annotations
 
@@ -13,7 +15,57 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
-__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "file_lock"]
+__all__ = ["atomic_path", "atomic_write", "atomic_write_bytes", "atomic_write_text", "file_lock", "cache_root",
+           "folder_problem", "CACHE_ENV"]
+
+CACHE_ENV = "LABKIT_CACHE"
+
+
+def cache_root() -> Path:
+    """The folder under which labkit caches features (`features/`) and trained source models (`models/`).
+
+    $LABKIT_CACHE when it is set, else `$XDG_CACHE_HOME/labkit`, else `~/.cache/labkit`. Always an absolute path
+    that does not depend on the current folder: a notebook run from solutions/ by `labkit run` and the same
+    notebook opened in Jupyter from the repository root share one cache.
+    """
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser().absolute()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return (base / "labkit").absolute()
+
+
+def folder_problem(path: str | os.PathLike, create: bool = False) -> str | None:
+    """None when `path` is (or can become) a folder this process can write into; else what is wrong, in words.
+
+    Nothing is left behind by the check: a probe file is created and removed. create=True makes a missing folder
+    (and its parents) on the way, for a destination that is about to be written anyway.
+    """
+    target = Path(path).expanduser().absolute()
+    probe_in = target
+    if target.is_dir():
+        pass
+    elif target.exists():
+        return f"{path} is a file, not a folder"
+    else:
+        ancestor = next(a for a in target.parents if a.exists())  # "/" always exists
+        if not ancestor.is_dir():
+            return f"{path} cannot be created: {ancestor} is a file, not a folder"
+        if create:
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                return f"{path} cannot be created ({exc.strerror or exc})"
+        else:
+            probe_in = ancestor
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".labkit-probe-", dir=probe_in)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        return f"{path} is not writable ({exc.strerror or exc})"
+    return None
 
 
 def _read_umask() -> int:

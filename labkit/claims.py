@@ -1,190 +1,112 @@
 """Claims: one rule that turns an experiment into a verdict (holds / fails / unresolved).
 
-A claim is declared before it is judged: an id, the sentence it checks, where it comes from (the article by title),
-what is compared (A vs B, or A against a stated number or range) and which way. The same rule judges every claim
-in the course:
+A claim is declared before it is judged: an id, the sentence it checks, its source (a registered source by title and
+section, `labkit.sources`), what is compared (A vs B, or A against a stated number or range), which way, and the
+**smallest effect that matters** (`min_effect`, with its reason; one point of accuracy unless the claim says more).
+The same rule judges every claim in the course, for one run or many:
 
-* **within one run**, a *paired* comparison over the shared test items: both models are scored on the same images
-  or texts, so the effect is the mean of the per-item differences d_i = correct_A(i) - correct_B(i) and its
-  standard error is sd(d) / sqrt(n) (the normal form of McNemar's test: only the items the two models disagree on
-  carry information, so a tie is called a tie and a real gap on a small test set still resolves);
-* **across seeds**, the 95 % interval adds the spread between seeds (Student's t on the seed means) to the item
-  noise of one run: half-width = sqrt((1.96 se_items)^2 + (t_{k-1} s_seeds / sqrt(k))^2);
-* the claim names the region its effect must fall in ("A beats B": effect > 0; "3-8 points": [0.03, 0.08];
-  "close to": [-0.05, 0.05]). **holds**: the whole interval is inside the region; **fails**: the whole interval is
-  outside it; **unresolved**: the interval straddles a boundary, and the verdict says about how many test items
-  (or seeds) would settle it.
+* the evidence is the per-item scores of A and B on the same test items (one column per seed), never summaries;
+* `labkit.estimate` gives the mean effect and its 95 % interval: for one seed the paired comparison (Tango's score
+  interval for paired 0/1 scores, never zero width), for k seeds an items x seeds variance split (item, seed and
+  churn parts, Satterthwaite's degrees of freedom); the row says what the interval generalises over;
+* the claim names the region its effect must fall in: "A beats B" means effect > min_effect; "3-8 points" means
+  [0.03, 0.08]; "close to" means [-0.05, 0.05]. **holds**: the whole interval is inside the region; **fails**: the
+  whole interval is outside it, which includes a tight tie below `min_effect` ("no gain that matters");
+  **unresolved**: the interval straddles a boundary, and the row says what would settle it (test items at these
+  seeds, else seeds with the whole pool, at 80 % power) or that the pool cannot;
+* **edge** (its own column): the verdict changes when two test items are flipped either way, so another CPU's
+  rounding may tip it. It says nothing about significance.
 
-A check that cannot fail (a fact of the architecture, a max taken over the test set) is not a claim: declare it
-with `Ledger.demonstrate`, and it is shown without a verdict.
+A check that cannot fail (a fact of the architecture, a max taken over the test set) is not a claim: declare it with
+`Ledger.demonstrate`, and it is shown without a verdict. Over seeds (`aggregate`), a claim whose precondition failed
+in some seeds gets no verdict over the survivors, and runs that scored different test items are not paired.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import math
+import os
 import statistics
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["ARTICLE", "Accuracy", "Scores", "difference", "accuracy", "paired_difference", "unpaired_difference",
-           "mean_and_se", "half_width",
-           "interval", "verdict_for", "judge", "Judgement", "Ledger", "aggregate", "count_line", "ledger_rows",
-           "VERDICTS", "Z95", "ledger_markdown", "write_ledger_csv"]
+from labkit.estimate import Estimate, estimate, estimate_numbers, power_hint
+from labkit.metrics import (
+    Z95,
+    Accuracy,
+    Scores,
+    accuracy,
+    difference,
+    half_width,
+    mean_and_se,
+    paired_difference,
+    unpaired_difference,
+)
 
-# The article most of the course's claims come from; quote it by title, never as "the seed".
+__all__ = ["ARTICLE", "Accuracy", "Scores", "difference", "accuracy", "paired_difference", "unpaired_difference",
+           "mean_and_se", "half_width", "MIN_EFFECT", "MIN_EFFECT_WHY",
+           "interval", "verdict_for", "judge", "Judgement", "Ledger", "aggregate", "count_line", "ledger_rows",
+           "VERDICTS", "Z95", "ledger_markdown", "write_ledger_csv", "published_ledger", "declarations_fingerprint",
+           "pack_items", "unpack_items"]
+
+# The article most of the course's claims come from; cite it by title (and section), never as "the seed".
 ARTICLE = "Transfer Learning Explained (Abstract Algorithms)"
 VERDICTS = ("holds", "fails", "unresolved")
-Z95 = 1.959963984540054  # two-sided 95 % normal quantile
-# An interval end this many test items (in effect units, EDGE_ITEMS / n) from a boundary is "at the edge": the
-# rounding of another CPU moves a trained model by a few items, enough to tip such a verdict.
-EDGE_ITEMS = 2
-TIE_FACTOR = 20  # an unresolved claim that would need more than 20x the test items is called practically a tie
+# The course's default smallest effect that matters for "A beats B", and why.
+MIN_EFFECT = 0.01
+MIN_EFFECT_WHY = "one point of accuracy: a smaller gain would not change which recipe a practitioner picks"
+EDGE_ITEMS = 2  # the edge column re-judges with this many test items flipped each way
+EDGE_TEXT = f"tips if {EDGE_ITEMS} items flip"  # what the edge column says (another CPU's rounding may tip it)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Per-item scores
+# Per-item records, compact
 
 
-class Scores(float):
-    """Per-item scores (e.g. the item-by-item difference of two accuracies): their mean, keeping the items."""
-
-    correct: np.ndarray
-
-    def __new__(cls, values: Iterable[float]):
-        arr = np.asarray(values, dtype=float).reshape(-1)
-        if arr.size == 0:
-            raise ValueError("Scores need at least one test item.")
-        self = super().__new__(cls, float(arr.mean()))
-        self.correct = arr
-        return self
-
-    @property
-    def n(self) -> int:
-        return int(self.correct.size)
-
-    def __reduce__(self):
-        return (type(self), (self.correct,))
+def pack_items(values) -> str:
+    """Per-item scores as a short string: 0/1 as bits, small integers as int8, anything else as float32."""
+    arr = np.asarray(getattr(values, "correct", values), dtype=float).reshape(-1)
+    if np.isin(arr, (0.0, 1.0)).all():
+        return f"b{arr.size}:" + base64.b64encode(np.packbits(arr.astype(np.uint8)).tobytes()).decode()
+    if np.all(arr == np.round(arr)) and np.abs(arr).max() < 128:
+        return "i:" + base64.b64encode(arr.astype(np.int8).tobytes()).decode()
+    return "f:" + base64.b64encode(arr.astype(np.float32).tobytes()).decode()
 
 
-def difference(a, b) -> Scores:
-    """Item-by-item A - B of two accuracies on the same test items (to compare two gaps with `Ledger.compare`)."""
-    x, y = _items(a, "A"), _items(b, "B")
-    if x.shape != y.shape:
-        raise ValueError(f"difference() needs the same test items: A has {x.size}, B has {y.size}.")
-    return Scores(x - y)
-
-
-class Accuracy(Scores):
-    """An accuracy (a float) that remembers which test items were right, for paired comparisons.
-
-    It prints, rounds and adds like the float it is; `correct` is the boolean array behind it, one entry per
-    test item in a fixed order, so two Accuracy values on the same test set can be compared item by item.
-    """
-
-    def __new__(cls, correct: Iterable[bool]):
-        arr = np.asarray(correct, dtype=bool).reshape(-1)
-        if arr.size == 0:
-            raise ValueError("An accuracy needs at least one test item.")
-        self = float.__new__(cls, float(arr.mean()))
-        self.correct = arr
-        return self
-
-
-def accuracy(predictions, targets) -> Accuracy:
-    """Accuracy of class predictions (or logits/probabilities, argmax is taken) against targets, item by item."""
-    pred = np.asarray(predictions.detach().cpu() if hasattr(predictions, "detach") else predictions)
-    true = np.asarray(targets.detach().cpu() if hasattr(targets, "detach") else targets).reshape(-1)
-    if pred.ndim == 2:
-        pred = pred.argmax(axis=1)
-    pred = pred.reshape(-1)
-    if pred.shape != true.shape:
-        raise ValueError(f"predictions ({pred.shape[0]}) and targets ({true.shape[0]}) must cover the same items.")
-    return Accuracy(pred == true)
-
-
-def _items(value, name: str) -> np.ndarray:
-    correct = getattr(value, "correct", value)
-    arr = np.asarray(correct, dtype=float).reshape(-1)
-    if arr.size == 0:
-        raise ValueError(f"{name} has no test items.")
-    return arr
+def unpack_items(text: str) -> np.ndarray:
+    """The per-item scores `pack_items` wrote."""
+    head, _, body = text.partition(":")
+    raw = base64.b64decode(body)
+    if head.startswith("b"):
+        return np.unpackbits(np.frombuffer(raw, dtype=np.uint8))[: int(head[1:])].astype(float)
+    if head == "i":
+        return np.frombuffer(raw, dtype=np.int8).astype(float)
+    if head == "f":
+        return np.frombuffer(raw, dtype=np.float32).astype(float)
+    raise ValueError(f"Not a packed item record: {text[:20]!r}.")
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Effects and intervals
-
-
-def paired_difference(a, b) -> tuple[float, float, int]:
-    """Effect A - B over shared test items and its standard error: (mean of d_i, sd(d) / sqrt(n), n).
-
-    a, b: `Accuracy` values (or per-item scores, 0/1 or real) on the *same* items in the same order.
-    """
-    x, y = _items(a, "A"), _items(b, "B")
-    if x.shape != y.shape:
-        raise ValueError(f"A paired comparison needs the same test items: A has {x.size}, B has {y.size}. "
-                         "Score both models on one test set.")
-    d = x - y
-    n = d.size
-    se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("inf")
-    return float(d.mean()), se, n
-
-
-def unpaired_difference(a, b) -> tuple[float, float, int]:
-    """Effect A - B as if the two test sets were independent (what you get without per-item pairing)."""
-    x, y = _items(a, "A"), _items(b, "B")
-    se = math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size) if min(x.size, y.size) > 1 else float("inf")
-    return float(x.mean() - y.mean()), se, int(min(x.size, y.size))
-
-
-def mean_and_se(a) -> tuple[float, float, int]:
-    """Mean of per-item scores (an accuracy) and its standard error."""
-    x = _items(a, "A")
-    se = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else float("inf")
-    return float(x.mean()), se, int(x.size)
-
-
-def half_width(a, n: int | None = None) -> float:
-    """Half the width of one accuracy's 95 % interval over its test items: the error bar a plot draws.
-
-    a: an Accuracy (or per-item scores), whose items give the standard error; or a plain accuracy with n, the
-    number of test items it was measured on (the binomial standard error sqrt(p (1 - p) / n)).
-    """
-    if hasattr(a, "correct") or (not isinstance(a, (int, float)) and np.ndim(a) > 0):
-        return Z95 * mean_and_se(a)[1]
-    if n is None:
-        raise TypeError("half_width needs an Accuracy (which keeps its test items) or a plain accuracy with n=, the "
-                        "number of test items it was measured on.")
-    if n < 2:
-        raise ValueError(f"half_width needs at least 2 test items, got n={n}.")
-    p = float(a)
-    if not 0 <= p <= 1:
-        raise ValueError(f"half_width with n= takes an accuracy between 0 and 1, got {p}.")
-    return Z95 * math.sqrt(p * (1 - p) / (n - 1))  # ddof=1, as mean_and_se: the same bar as from the items
-
-
-def _t95(df: int) -> float:
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, df))
+# The rule
 
 
 def interval(effects: Sequence[float], ses: Sequence[float]) -> tuple[float, float, float, float]:
-    """(effect, low, high, seed share) from one effect per seed and each run's item standard error.
+    """(effect, low, high, seed share) for plain numbers, one per seed, without per-item scores.
 
-    One seed: effect +- 1.96 se. k seeds: the mean effect, with the item noise of one run and the spread between
-    seeds (t with k - 1 degrees of freedom) added in quadrature. `seed share` is the seeds' part of the variance.
+    One value: effect +- 1.96 se. k values: Student's t over the seeds (the spread between seeds already holds each
+    run's measurement noise, so the runs' own standard errors are not added again).
     """
     e = np.asarray(effects, dtype=float)
     s = np.asarray(ses, dtype=float)
     if e.size == 0 or e.size != s.size:
         raise ValueError("interval() needs one standard error per effect, and at least one effect.")
-    mean = float(e.mean())
-    item_half = Z95 * float(np.sqrt(np.mean(s ** 2)))
-    seed_half = _t95(e.size - 1) * float(e.std(ddof=1)) / math.sqrt(e.size) if e.size > 1 else 0.0
-    half = math.hypot(item_half, seed_half)
-    share = seed_half ** 2 / half ** 2 if half > 0 else 0.0
-    return mean, mean - half, mean + half, share
+    est = estimate_numbers(e, s)
+    return est.effect, est.low, est.high, 1.0 if e.size > 1 else 0.0
 
 
 def verdict_for(low: float, high: float, region: tuple[float | None, float | None]) -> str:
@@ -198,25 +120,37 @@ def verdict_for(low: float, high: float, region: tuple[float | None, float | Non
     return "unresolved"
 
 
-def _resolve_hint(effect: float, low: float, high: float, region, n_items: int, n_seeds: int,
-                  seed_share: float) -> str:
-    """About how many test items or seeds would shrink the interval enough to settle the verdict."""
-    bounds = [b for b in region if b is not None and low < b < high]
-    if not bounds:
-        return ""
-    gap = min(abs(effect - b) for b in bounds)
-    half = (high - low) / 2
-    factor = (half / gap) ** 2 if gap > 0 else math.inf
-    if factor > TIE_FACTOR:
-        nearest = min(bounds, key=lambda b: abs(effect - b))
-        what = "seeds" if seed_share > 0.5 and n_seeds > 1 else "test items"
-        where = "a tie" if nearest == 0 else f"on the claim's boundary ({nearest:+g})"
-        return f"practically {where}: settling it would take over {TIE_FACTOR} times as many {what}"
-    if seed_share > 0.5 and n_seeds > 1:
-        return f"about {math.ceil(n_seeds * factor)} seeds would settle it (here {n_seeds})"
-    need = math.ceil(n_items * factor)
-    extra = " and more seeds" if n_seeds > 1 and seed_share > 0.2 else ""
-    return f"about {need:,} test items{extra} would settle it (here {n_items:,})"
+def _flip(a: np.ndarray, b: np.ndarray | None, direction: int, count: int = EDGE_ITEMS):
+    """A copy of the scores with `count` test items flipped towards A (+1) or towards B (-1)."""
+    a = a.copy()
+    b = None if b is None else b.copy()
+    flat_a = a.reshape(-1)
+    if b is None:
+        idx = np.flatnonzero(flat_a == (0 if direction > 0 else 1))[:count]
+        flat_a[idx] = 1 if direction > 0 else 0
+        return a, b
+    flat_b = b.reshape(-1)
+    idx = np.flatnonzero(flat_a == flat_b)[:count]
+    for i in idx:
+        if direction > 0:
+            if flat_a[i] >= 1:
+                flat_b[i] -= 1
+            else:
+                flat_a[i] += 1
+        elif flat_a[i] >= 1:
+            flat_a[i] -= 1
+        else:
+            flat_b[i] += 1
+    return a, b
+
+
+def _is_edge(a, b, region, verdict: str, aligned: bool) -> bool:
+    for direction in (1, -1):
+        fa, fb = _flip(a, b, direction)
+        est = estimate(fa, fb, aligned=aligned)
+        if verdict_for(est.low, est.high, region) != verdict:
+            return True
+    return False
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -231,10 +165,12 @@ class Judgement:
     claim: str
     source: str
     kind: str  # "compare" (A vs B), "value" (A against a stated number or range) or "demonstration"
-    article: str = ""  # the article's number for this claim, quoted ("88 %"), or ""
+    article: str = ""  # the source's number for this claim, quoted ("88 %"), or ""
     compared: str = ""  # "feature extraction vs scratch"
     region: tuple[float | None, float | None] = (None, None)
-    expect: str = ""  # the region in words: "> 0", "in [0.03, 0.08]"
+    expect: str = ""  # the region in words: "> +0.010", "in [0.03, 0.08]"
+    min_effect: float | None = None  # the smallest effect that matters (a comparison's boundary)
+    min_effect_why: str = ""
     unit: str = "accuracy"
     measured: str = ""  # this run's numbers in words ("0.800 vs 0.580")
     a_value: float | None = None  # A's own number (its accuracy, or the measured value)
@@ -243,13 +179,22 @@ class Judgement:
     low: float | None = None
     high: float | None = None
     se: float | None = None
+    df: float | None = None
     n_items: int = 0
     n_seeds: int = 1
-    seed_share: float = 0.0
+    var_item: float = 0.0
+    var_seed: float = 0.0
+    var_churn: float = 0.0
+    seed_share: float = 0.0  # the seeds' part of the variance of the mean
+    generalises: str = ""  # what the interval generalises over
     verdict: str = "demonstration"
-    edge: bool = False  # an interval end within two test items of the claim's boundary: another CPU may tip it
-    resolve: str = ""
+    edge: bool = False  # two test items flipped either way change the verdict: another CPU may tip it
+    resolve: str = ""  # for an unresolved claim: what would settle it
     note: str = ""
+    pool: int | None = None  # how many test items the data set could give (caps the hint)
+    fingerprint: str = ""  # which test items were scored (a hash of their labels in order)
+    items_a: str = ""  # per-item scores, packed (labkit.claims.pack_items)
+    items_b: str = ""
     effects: list[float] = field(default_factory=list)  # per seed, when aggregated
     ses: list[float] = field(default_factory=list)
 
@@ -274,35 +219,51 @@ def _describe_region(region, unit: str) -> str:
     return "any"
 
 
-def _region(expect: str, margin: float, within: tuple[float, float] | None):
+def _region(expect: str, min_effect: float, within: tuple[float, float] | None):
     if within is not None:
         lo, hi = within
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"within=({lo}, {hi}): the low end must not exceed the high end.")
         return (lo, hi)
+    if min_effect < 0:
+        raise ValueError(f"min_effect is a size, at least 0; got {min_effect}.")
     if expect == "greater":
-        return (margin, None)
+        return (min_effect, None)
     if expect == "less":
-        return (None, -margin)
+        return (None, -min_effect)
     raise ValueError(f"expect must be 'greater' or 'less' (or give within=(low, high)), got {expect!r}.")
+
+
+def _fill(j: Judgement, est: Estimate, region, pool: int | None, a=None, b=None, aligned: bool = True) -> Judgement:
+    j.effect, j.low, j.high, j.se = est.effect, est.low, est.high, est.se
+    j.df = est.df if math.isfinite(est.df) else None
+    j.n_items, j.n_seeds = est.n, est.k
+    j.var_item, j.var_seed, j.var_churn = est.var_item, est.var_seed, est.var_churn
+    total = est.var_item / max(est.n, 1) + est.var_seed / est.k + est.var_churn / (max(est.n, 1) * est.k)
+    j.seed_share = est.var_seed / est.k / total if total > 0 else 0.0
+    j.generalises = est.generalises
+    j.verdict = verdict_for(est.low, est.high, region)
+    j.resolve = power_hint(est, region, pool) if j.verdict == "unresolved" else ""
+    j.edge = a is not None and _is_edge(a, b, region, j.verdict, aligned)
+    if est.notes:
+        j.note = "; ".join(filter(None, [j.note, *est.notes]))
+    return j
 
 
 def judge(id: str, claim: str, *, source: str, effects: Sequence[float], ses: Sequence[float], n_items: int,
           region: tuple[float | None, float | None], kind: str = "compare", article: str = "", compared: str = "",
           unit: str = "accuracy", measured: str = "", note: str = "", a_value: float | None = None,
           b_value: float | None = None) -> Judgement:
-    """The one rule: effect and 95 % interval over items (and seeds), then holds / fails / unresolved."""
-    effect, low, high, share = interval(effects, ses)
-    verdict = verdict_for(low, high, region)
-    edge = n_items > 0 and any(b is not None and min(abs(low - b), abs(high - b)) < EDGE_ITEMS / n_items
-                               for b in region)
-    resolve = _resolve_hint(effect, low, high, region, n_items, len(effects), share) if verdict == "unresolved" else ""
-    return Judgement(id=id, claim=claim, source=source, kind=kind, article=article, compared=compared,
-                     region=tuple(region), expect=_describe_region(region, unit), unit=unit, measured=measured,
-                     effect=effect, low=low, high=high, se=float(np.sqrt(np.mean(np.square(ses)))),
-                     n_items=int(n_items), n_seeds=len(effects), seed_share=share, verdict=verdict, edge=edge,
-                     resolve=resolve, note=note, a_value=a_value, b_value=b_value,
-                     effects=[float(e) for e in effects], ses=[float(s) for s in ses])
+    """The rule for plain numbers (no per-item scores): effect and 95 % interval over seeds, then the verdict."""
+    est = estimate_numbers(effects, ses)
+    est.n = int(n_items)
+    j = Judgement(id=id, claim=claim, source=source, kind=kind, article=article, compared=compared,
+                  region=tuple(region), expect=_describe_region(region, unit), unit=unit, measured=measured,
+                  note=note, a_value=a_value, b_value=b_value, effects=[float(e) for e in effects],
+                  ses=[float(s) for s in ses])
+    _fill(j, est, region, None)
+    j.n_items = int(n_items)
+    return j
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -315,68 +276,119 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:.3g}{unit if unit == 'x' else ''}"
 
 
+def _check_source(source: str) -> str:
+    from labkit import sources
+
+    sources.resolve(source)
+    return source
+
+
 class Ledger:
     """A notebook's claims, each declared and judged by the one rule; `table()` is its "claims checked" table.
 
     ledger = Ledger("02_freeze_strategies")
-    ledger.compare("fe-beats-scratch", "A frozen backbone + head beats training from scratch", source=ARTICLE,
+    ledger.compare("fe-beats-scratch", "A frozen backbone + head beats training from scratch",
                    a=("feature extraction", acc_fe), b=("scratch", acc_scratch), article="88 % vs 61 %")
+
+    A claim's source is looked up by its id in `labkit.sources.CLAIM_SOURCES` (or given as source="key §Section").
     ledger.table()
+
+    min_effect / min_effect_why: the notebook's smallest effect that matters for "A beats B" claims (default one
+    point of accuracy); a claim can declare its own.
     """
 
-    def __init__(self, notebook: str):
+    def __init__(self, notebook: str, min_effect: float = MIN_EFFECT, min_effect_why: str = MIN_EFFECT_WHY):
         self.notebook = notebook
+        self.min_effect = float(min_effect)
+        self.min_effect_why = min_effect_why
         self.judgements: list[Judgement] = []
 
     def _add(self, j: Judgement) -> Judgement:
         if any(k.id == j.id for k in self.judgements):
             raise ValueError(f"Claim id {j.id!r} is declared twice in {self.notebook}: give each claim its own id.")
+        if not j.source:  # the claim's source lives in one place: labkit.sources.CLAIM_SOURCES
+            from labkit.sources import for_claim
+
+            j.source = for_claim(j.id)
+        _check_source(j.source)
         self.judgements.append(j)
         return j
 
-    def compare(self, id: str, claim: str, *, source: str, a: tuple[str, Any], b: tuple[str, Any],
-                expect: str = "greater", margin: float = 0.0, within: tuple[float, float] | None = None,
-                article: str = "", note: str = "") -> Judgement:
-        """A vs B on the same test items: effect = A - B (paired), judged against `expect`/`margin` or `within`.
+    def compare(self, id: str, claim: str, *, a: tuple[str, Any], b: tuple[str, Any], source: str | None = None,
+                expect: str = "greater", min_effect: float | None = None, why: str = "",
+                within: tuple[float, float] | None = None, article: str = "", note: str = "",
+                pool: int | None = None, margin: float | None = None) -> Judgement:
+        """A vs B on the same test items: effect = A - B (paired), judged against `min_effect` or `within`.
 
         a, b: (label, Accuracy) pairs; the Accuracy values must come from the same test items in the same order.
-        expect: "greater" (A - B > margin) or "less" (A - B < -margin); within=(low, high) for "close to" or
-        a stated range of the difference (e.g. the article's "3-8 points": within=(0.03, 0.08)).
+        expect: "greater" (A - B > min_effect) or "less" (A - B < -min_effect). min_effect: the smallest effect
+        that matters (default: the ledger's), why: its one-line reason; within=(low, high) for "close to" or a
+        stated range (e.g. "3-8 points": within=(0.03, 0.08)). pool: how many test items the data could give.
         """
+        if margin is not None:  # the older name of min_effect
+            min_effect = margin
+        if min_effect is None:
+            min_effect, why = self.min_effect, why or self.min_effect_why
         (a_label, a_val), (b_label, b_val) = a, b
-        effect, se, n = paired_difference(a_val, b_val)
-        region = _region(expect, margin, within)
-        return self._add(judge(id, claim, source=source, effects=[effect], ses=[se], n_items=n, region=region,
-                               kind="compare", article=article, compared=f"{a_label} vs {b_label}",
-                               measured=f"{float(a_val):.3f} vs {float(b_val):.3f}", note=note,
-                               a_value=float(a_val), b_value=float(b_val)))
+        x = np.asarray(getattr(a_val, "correct", a_val), dtype=float).reshape(-1)
+        y = np.asarray(getattr(b_val, "correct", b_val), dtype=float).reshape(-1)
+        if x.shape != y.shape or x.size == 0:
+            raise ValueError(f"Claim {id!r}: a paired comparison needs the same test items: A has {x.size}, B has "
+                             f"{y.size}. Score both models on one test set.")
+        fa, fb = getattr(a_val, "fingerprint", ""), getattr(b_val, "fingerprint", "")
+        if fa and fb and fa != fb:
+            raise ValueError(f"Claim {id!r}: A and B were scored on different test items (fingerprints {fa} and "
+                             f"{fb}). Score both models on one test set.")
+        region = _region(expect, min_effect, within)
+        j = Judgement(id=id, claim=claim, source=source, kind="compare", article=article,
+                      compared=f"{a_label} vs {b_label}", region=tuple(region),
+                      expect=_describe_region(region, "accuracy"),
+                      min_effect=None if within is not None else float(min_effect),
+                      min_effect_why="" if within is not None else why, note=note,
+                      measured=f"{float(a_val):.3f} vs {float(b_val):.3f}", a_value=float(a_val),
+                      b_value=float(b_val), pool=pool, fingerprint=fa or fb,
+                      items_a=pack_items(x), items_b=pack_items(y))
+        est = estimate(x, y)
+        _fill(j, est, region, pool, x, y)
+        j.effects, j.ses = [est.effect], [est.se]
+        return self._add(j)
 
-    def value(self, id: str, claim: str, *, source: str, a: tuple[str, Any], within: tuple[float | None, float | None],
+    def value(self, id: str, claim: str, *, a: tuple[str, Any], within: tuple[float | None, float | None],
+              source: str | None = None,
               article: str = "", unit: str = "accuracy", se: float | None = None, n_items: int | None = None,
-              note: str = "") -> Judgement:
-        """A against a stated number or range: an Accuracy (its item noise is used) or a measured number.
+              note: str = "", pool: int | None = None) -> Judgement:
+        """A against a stated number or range: an Accuracy (its items are the evidence) or a measured number.
 
         within: the region the claim puts A in, e.g. (0.91, 0.95) for "about 93 %", (4, None) for "at least 4x".
         se: the standard error of a plain number (0 for a deterministic measurement such as memory); n_items: how
-        many items it came from (for the "what would settle it" hint).
+        many items it came from.
         """
         label, val = a
+        j = Judgement(id=id, claim=claim, source=source, kind="value", article=article, compared=label,
+                      region=tuple(within), expect=_describe_region(within, unit), unit=unit, note=note, pool=pool)
         if hasattr(val, "correct"):
-            mean, s, n = mean_and_se(val)
+            x = np.asarray(val.correct, dtype=float).reshape(-1)
+            j.items_a, j.fingerprint = pack_items(x), getattr(val, "fingerprint", "")
+            est = estimate(x)
+            _fill(j, est, within, pool, x, None)
         else:
             if se is None:
                 raise ValueError(f"Claim {id!r}: a plain number needs se= (0 for a deterministic measurement).")
-            mean, s, n = float(val), float(se), int(n_items or 0)
-        return self._add(judge(id, claim, source=source, effects=[mean], ses=[s], n_items=n, region=within,
-                               kind="value", article=article, compared=label, unit=unit,
-                               measured=f"{label} {_fmt(mean, unit)}", note=note, a_value=mean))
+            est = estimate_numbers([float(val)], [float(se)])
+            _fill(j, est, within, pool)
+            j.n_items = int(n_items or 0)
+        j.a_value = est.effect
+        j.measured = f"{label} {_fmt(est.effect, unit)}"
+        j.effects, j.ses = [est.effect], [est.se]
+        return self._add(j)
 
-    def demonstrate(self, id: str, claim: str, *, source: str, shown: str, article: str = "") -> Judgement:
+    def demonstrate(self, id: str, claim: str, *, shown: str, source: str | None = None,
+                    article: str = "") -> Judgement:
         """A check that cannot fail (a fact of the architecture, a number chosen on the test set): no verdict."""
         return self._add(Judgement(id=id, claim=claim, source=source, kind="demonstration", article=article,
                                    measured=shown, verdict="demonstration"))
 
-    def not_measured(self, id: str, claim: str, *, source: str, why: str, article: str = "") -> Judgement:
+    def not_measured(self, id: str, claim: str, *, why: str, source: str | None = None, article: str = "") -> Judgement:
         """A claim this run cannot reach (e.g. it needs the full tier online): listed, with why, and no verdict."""
         return self._add(Judgement(id=id, claim=claim, source=source, kind="not measured", article=article,
                                    measured=why, verdict="not measured"))
@@ -394,12 +406,22 @@ class Ledger:
         raise KeyError(f"No claim {id!r} in {self.notebook}; declared: {[j.id for j in self.judgements]}.")
 
     def records(self) -> list[dict]:
-        """The claims as plain dicts, for `labkit.record(..., claims=ledger)`."""
+        """The claims as plain dicts (per-item scores packed), for `labkit.record(..., claims=ledger)`."""
         return [j.to_dict() for j in self.judgements]
 
-    def table(self, show: bool = True):
-        """The "claims checked" table (the article's number beside ours); displayed, and returned when show=False."""
-        rows = ledger_rows(self.judgements)
+    def published(self, id: str) -> dict | None:
+        """The published over-seeds row of one of this notebook's claims (None when the ledger lacks it)."""
+        return published_ledger().get((self.notebook, id))
+
+    def verdict(self, id: str) -> str:
+        """The verdict a headline sentence should read: the published one over seeds, else this run's."""
+        row = self.published(id)
+        return row["verdict"] if row else self[id].verdict
+
+    def table(self, show: bool = True, published: bool = False):
+        """The "claims checked" table; published=True adds the published verdict over seeds beside this run's."""
+        rows = ledger_rows(self.judgements, published=published_ledger() if published else None,
+                           notebook_name=self.notebook)
         if not show:
             return rows
         from labkit.viz import show_table
@@ -410,8 +432,12 @@ class Ledger:
         return count_line(self.judgements)
 
 
+def _get(j):
+    return j.get if isinstance(j, Mapping) else (lambda k, d=None: getattr(j, k, d))
+
+
 def _effect_text(j) -> str:
-    get = j.get if isinstance(j, Mapping) else lambda k, d=None: getattr(j, k, d)
+    get = _get(j)
     if get("kind") in ("demonstration", "not measured") or get("effect") is None:
         return ""
     unit = get("unit") or "accuracy"
@@ -421,26 +447,53 @@ def _effect_text(j) -> str:
     return f"{_fmt(get('effect'), unit)} [{_fmt(get('low'), unit)}, {_fmt(get('high'), unit)}]"
 
 
-def ledger_rows(judgements: Iterable, notebook: bool = False) -> list[dict]:
-    """Table rows: claim, source, the article's number, what was measured, effect [95 % interval], verdict."""
+def _verdict_text(get) -> str:
+    verdict = get("verdict")
+    if verdict == "unresolved" and get("resolve"):
+        verdict = f"{verdict}: {get('resolve')}"
+    return verdict
+
+
+def ledger_rows(judgements: Iterable, notebook: bool = False, published: Mapping | None = None,
+                notebook_name: str = "") -> list[dict]:
+    """Table rows: claim, source, the source's number, what was measured, effect [95 % CI], verdict, edge.
+
+    published: the published over-seeds rows by (notebook, id) (a notebook's own table shows them beside its run).
+    """
     rows = []
     for j in judgements:
-        get = j.get if isinstance(j, Mapping) else lambda k, d=None, j=j: getattr(j, k, d)
-        verdict = get("verdict")
-        if get("edge"):
-            verdict = f"{verdict} (at the edge)"
-        if get("verdict") == "unresolved" and get("resolve"):
-            verdict = f"{verdict}: {get('resolve')}"
+        get = _get(j)
         row = {}
         if notebook:
             row["notebook"] = get("notebook", "")
-        row.update({"claim": get("claim"), "source": get("source"), "article": get("article") or "",
+        row.update({"id": get("id"), "claim": get("claim"), "source": _source_text(get("source")),
+                    "source's number": get("article") or "",
                     "this run" if not notebook else "measured": get("measured") or "",
-                    "expected": get("expect") or "", "effect [95 % CI]": _effect_text(j), "verdict": verdict})
+                    "needs": get("expect") or "", "effect [95 % CI]": _effect_text(j)})
+        row["verdict" if published is None else "this run's verdict"] = _verdict_text(get)
+        row["edge"] = EDGE_TEXT if get("edge") else ""
+        if published is not None:
+            pub = published.get((notebook_name, get("id")))
+            if pub is None:
+                row["over seeds (published)"] = "not in the published ledger"
+            else:
+                text = f"{pub['verdict']} ({pub.get('n_seeds')} seeds)"
+                if pub["verdict"] != get("verdict") and get("verdict") in VERDICTS + ("not measured",):
+                    text += "; differs from this run: read this one"
+                row["over seeds (published)"] = text
         if get("n_seeds", 1) and get("n_seeds", 1) > 1:
             row["seeds"] = get("n_seeds")
         rows.append(row)
     return rows
+
+
+def _source_text(source: str) -> str:
+    try:
+        from labkit import sources
+
+        return sources.cite(source)
+    except (ImportError, ValueError, AttributeError):
+        return source or ""
 
 
 def ledger_markdown(judgements: Sequence, extra: Mapping[str, str] | None = None) -> str:
@@ -453,27 +506,32 @@ def ledger_markdown(judgements: Sequence, extra: Mapping[str, str] | None = None
     rows = ledger_rows(judgements, notebook=True)
     if not rows:
         return "(no notebook recorded any claims)"
-    get = [j.get if isinstance(j, Mapping) else (lambda k, d=None, j=j: getattr(j, k, d)) for j in judgements]
-    for row, g in zip(rows, get):
+    for row, j in zip(rows, judgements):
         for title, key in (extra or {}).items():
-            row[title] = g(key, "")
+            row[title] = _get(j)(key, "")
     header = list(dict.fromkeys(k for r in rows for k in r))
     return markdown_table(header, [[r.get(k, "") for k in header] for r in rows]) + f"\n\n**{count_line(judgements)}**"
 
 
+_CSV_DROP = ("effects", "ses", "items_a", "items_b")
+
+
 def write_ledger_csv(judgements: Sequence, path) -> None:
-    """Every field of every claim as one CSV row (the per-seed lists left out)."""
+    """Every field of every claim as one CSV row (per-seed lists and per-item scores left out)."""
     import pandas as pd
 
     records = [j if isinstance(j, Mapping) else j.to_dict() for j in judgements]
-    pd.DataFrame(records).drop(columns=["effects", "ses"], errors="ignore").to_csv(path, index=False)
+    pd.DataFrame(records).drop(columns=list(_CSV_DROP), errors="ignore").to_csv(path, index=False)
 
 
 def count_line(judgements: Iterable) -> str:
-    """'N hold, M fail, K unresolved' (+ demonstrations)."""
-    verdicts = [j.get("verdict") if isinstance(j, Mapping) else j.verdict for j in judgements]
+    """'N hold, M fail (K of them ties below the smallest effect that matters), L unresolved' (+ without a verdict)."""
+    js = list(judgements)
+    verdicts = [_get(j)("verdict") for j in js]
     c = {v: verdicts.count(v) for v in VERDICTS + ("demonstration", "not measured")}
-    line = f"{c['holds']} hold, {c['fails']} fail, {c['unresolved']} unresolved"
+    ties = sum(1 for j in js if _get(j)("verdict") == "fails" and _is_tie(_get(j)))
+    fails = f"{c['fails']} fail" + (f" ({ties} of them a tie below the smallest effect that matters)" if ties else "")
+    line = f"{c['holds']} hold, {fails}, {c['unresolved']} unresolved"
     extra = []
     if c["demonstration"]:
         extra.append(f"{c['demonstration']} demonstration{'s' if c['demonstration'] != 1 else ''}")
@@ -484,44 +542,132 @@ def count_line(judgements: Iterable) -> str:
     return line
 
 
+def _is_tie(get) -> bool:
+    """A failed 'A beats B' whose interval straddles 0: no gain that matters, rather than a loss."""
+    m = get("min_effect")
+    if m is None or (isinstance(m, float) and math.isnan(m)) or get("low") is None:
+        return False
+    return float(get("low")) <= 0 <= float(get("high"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The published ledger
+
+
+def _ledger_path() -> Path:
+    env = os.environ.get("LABKIT_LEDGER")
+    return Path(env) if env else Path(__file__).resolve().parents[1] / "docs" / "claims.csv"
+
+
+_PUBLISHED: dict = {}
+
+
+def published_ledger(path: str | os.PathLike | None = None) -> dict:
+    """The published over-seeds ledger as {(notebook, claim id): row}; empty when it is not there."""
+    p = Path(path) if path else _ledger_path()
+    key = (str(p), p.stat().st_mtime if p.is_file() else None)
+    if key not in _PUBLISHED:
+        rows = {}
+        if p.is_file():
+            import csv
+
+            with open(p, newline="") as f:
+                for r in csv.DictReader(f):
+                    r["n_seeds"] = int(float(r.get("n_seeds") or 1))
+                    rows[(r.get("notebook", ""), r["id"])] = r
+        _PUBLISHED.clear()
+        _PUBLISHED[key] = rows
+    return _PUBLISHED[key]
+
+
+def declarations_fingerprint(rows: Iterable[Mapping]) -> str:
+    """A hash of what the claims declare (notebook, id, claim, source, region, min_effect), not what they measured."""
+    keys = ("notebook", "id", "claim", "source", "region", "min_effect", "kind")
+    items = sorted(json.dumps({k: _plain(r.get(k)) for k in keys}, sort_keys=True) for r in rows)
+    return hashlib.sha1("\n".join(items).encode()).hexdigest()[:12]
+
+
+def _plain(v):
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, float):
+        return None if math.isnan(v) else round(v, 6)
+    return v
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Across seeds
 
 
 def aggregate(claim_runs: Sequence[Mapping]) -> dict:
-    """Judge one claim over several runs (seeds) with the same rule; each run is a recorded claim dict."""
-    without = ("demonstration", "not measured")
-    measured = [r for r in claim_runs if r.get("kind") not in without]
-    if not measured:  # every run showed or skipped it: nothing to judge
-        out = dict(claim_runs[0])
-        out["n_seeds"] = len(claim_runs)
-        return out
-    if len(measured) < len(claim_runs):
-        # a claim a run could not measure (its precondition failed there, e.g. a run diverged) is judged over the
-        # runs that measured it, and the row says how many those were
-        row = aggregate(measured)
-        row["note"] = (f"measured in {len(measured)} of {len(claim_runs)} runs (the others: not measured); "
-                       + row.get("note", ""))
-        return row
-    first = claim_runs[0]
+    """Judge one claim over several runs (seeds) with the same rule; each run is a recorded claim dict.
+
+    The per-item scores of every run form an items x seeds matrix (runs must have scored the same test items, by
+    fingerprint; otherwise the seeds are not paired item by item). A claim some runs could not measure gets no
+    verdict: judging it over the survivors would select on the outcome.
+    """
     ids = {r.get("id") for r in claim_runs}
     if len(ids) != 1:
         raise ValueError(f"aggregate() needs runs of one claim, got ids {sorted(map(str, ids))}.")
-    effects = [float(r["effect"]) for r in claim_runs]
-    ses = [float(r["se"]) for r in claim_runs]
-    region = tuple(first.get("region") or (None, None))
-    j = judge(first["id"], first["claim"], source=first.get("source", ""), effects=effects, ses=ses,
-              n_items=int(first.get("n_items") or 0), region=region, kind=first.get("kind", "compare"),
-              article=first.get("article", ""), compared=first.get("compared", ""),
-              unit=first.get("unit", "accuracy"), note=first.get("note", ""))
-    mean = {k: statistics.fmean(r[k] for r in claim_runs) if all(r.get(k) is not None for r in claim_runs) else None
+    without = ("demonstration", "not measured")
+    measured = [r for r in claim_runs if r.get("kind") not in without]
+    first = dict(claim_runs[0])
+    if not measured:  # every run showed or skipped it: nothing to judge
+        first["n_seeds"] = len(claim_runs)
+        return first
+    texts = {r.get("claim") for r in claim_runs}
+    if len(measured) < len(claim_runs):
+        out = dict(measured[0])
+        missing = [r for r in claim_runs if r.get("kind") in without]
+        out.update(kind="not measured", verdict="not measured", effect=None, low=None, high=None, resolve="",
+                   edge=False, n_seeds=len(claim_runs),
+                   measured=f"measured in {len(measured)} of {len(claim_runs)} seeds; in the others: "
+                            f"{missing[0].get('measured', '')}",
+                   note="its precondition failed in some seeds, so there is no verdict over the survivors "
+                        "(that would select on the outcome)")
+        return out
+    m0 = measured[0]
+    region = tuple(m0.get("region") or (None, None))
+    unit = m0.get("unit", "accuracy")
+    j = Judgement(id=m0["id"], claim=m0["claim"], source=m0.get("source", ""), kind=m0.get("kind", "compare"),
+                  article=m0.get("article", ""), compared=m0.get("compared", ""), region=region,
+                  expect=m0.get("expect") or _describe_region(region, unit), min_effect=m0.get("min_effect"),
+                  min_effect_why=m0.get("min_effect_why", ""), unit=unit, pool=m0.get("pool"),
+                  effects=[float(r["effect"]) for r in measured], ses=[float(r.get("se") or 0) for r in measured])
+    has_items = all(r.get("items_a") for r in measured) and (j.kind != "compare"
+                                                              or all(r.get("items_b") for r in measured))
+    if has_items:
+        a = [unpack_items(r["items_a"]) for r in measured]
+        b = [unpack_items(r["items_b"]) for r in measured] if j.kind == "compare" else None
+        prints = {r.get("fingerprint", "") for r in measured}
+        sizes = {x.size for x in a}
+        aligned = len(prints) == 1 and len(sizes) == 1
+        if aligned:
+            A = np.column_stack(a)
+            B = np.column_stack(b) if b is not None else None
+            j.fingerprint = prints.pop()
+            _fill(j, estimate(A, B), region, j.pool, A, B)
+        else:
+            # items differ between seeds: compare each seed's mean only (t over seeds)
+            means = [float(x.mean() - (y.mean() if b is not None else 0.0)) for x, y in zip(a, b or a)]
+            est = estimate_numbers(means)
+            est.basis, est.n = "seeds", int(min(sizes))
+            _fill(j, est, region, j.pool)
+            j.fingerprint = "differs by seed"
+            j.note = "the seeds scored different test items, so items are not paired across seeds"
+    else:
+        _fill(j, estimate_numbers(j.effects, j.ses if len(j.effects) == 1 else None), region, j.pool)
+        j.n_items = int(m0.get("n_items") or 0)
+    mean = {k: statistics.fmean(r[k] for r in measured) if all(r.get(k) is not None for r in measured) else None
             for k in ("a_value", "b_value")}
     j.a_value, j.b_value = mean["a_value"], mean["b_value"]
-    unit = first.get("unit", "accuracy")
     if j.kind == "compare" and None not in mean.values():
         j.measured = f"{mean['a_value']:.3f} vs {mean['b_value']:.3f}"
     elif mean["a_value"] is not None:
-        j.measured = f"{first.get('compared', '')} {_fmt(mean['a_value'], unit)}".strip()
-    single = [r.get("verdict") for r in claim_runs]
-    j.note = "single runs: " + ", ".join(f"{single.count(v)} {v}" for v in VERDICTS if single.count(v))
+        j.measured = f"{m0.get('compared', '')} {_fmt(mean['a_value'], unit)}".strip()
+    single = [r.get("verdict") for r in measured]
+    notes = ["single runs: " + ", ".join(f"{single.count(v)} {v}" for v in VERDICTS if single.count(v))]
+    if len(texts) > 1:
+        notes.append("the claim's wording differs between seeds (it names one seed's choice)")
+    j.note = "; ".join(filter(None, [*notes, j.note if "not paired" in j.note else ""]))
     return j.to_dict()

@@ -1,8 +1,9 @@
 """The feature-extraction fast path: run the frozen backbone once, cache its features, train heads on them.
 
-Features are cached in memory and on disk (`.labkit_cache/features/` or $LABKIT_CACHE), keyed by backbone +
-weights (pretrained or random) + preprocessing + depth + the data's content hash, so a second extraction with the
-same key never runs the backbone, and training a head for many epochs costs almost nothing.
+Features are cached in memory and on disk (`<cache root>/features/`; the root is $LABKIT_CACHE, else
+~/.cache/labkit, see `labkit._io.cache_root`), keyed by backbone + weights (pretrained or random) + preprocessing +
+depth + the data's content hash, so a second extraction with the same key never runs the backbone, and training a
+head for many epochs costs almost nothing.
 
 This is labkit's one feature cache: `extract_features`, `labkit.probe.depth_features` (many depths in one pass)
 and `labkit.text.embed` (sentence embeddings, kept in memory only) all go through `cache_get` / `cache_put` /
@@ -13,7 +14,6 @@ backbone_batches (batches a backbone ran on to make features), memory_hits and d
 from __future__ import annotations
 
 import hashlib
-import os
 import zipfile
 from pathlib import Path
 from typing import Sequence
@@ -36,8 +36,10 @@ STATS = {"backbone_batches": 0, "memory_hits": 0, "disk_hits": 0}  # tests read 
 
 
 def cache_dir() -> Path:
-    """Where cached features live on disk."""
-    return Path(os.environ.get("LABKIT_CACHE", ".labkit_cache")) / "features"
+    """Where cached features live on disk: `<cache root>/features`, the same from every working folder."""
+    from labkit._io import cache_root
+
+    return cache_root() / "features"
 
 
 def clear_memory_cache() -> None:
@@ -174,8 +176,8 @@ def _one_blas_thread():
 
 def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int = 2000):
     """Test accuracy of `fit_probe` on held-out features: a float that keeps which test items were right
-    (`labkit.claims.Accuracy`), so two probes on the same test set can be compared item by item."""
-    from labkit.claims import accuracy
+    (`labkit.metrics.Accuracy`), so two probes on the same test set can be compared item by item."""
+    from labkit.metrics import accuracy
 
     clf = fit_probe(X_train, y_train, C, max_iter)
     with _one_blas_thread():

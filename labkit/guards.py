@@ -4,7 +4,9 @@ Each guard returns what it found and warns (a `GuardWarning`) when something is 
 - `check_input_statistics`: a loader's batches do not look normalised with the backbone's statistics
   (no normalisation, normalised twice, another model's mean/std).
 - `check_channels`, `check_resolution`: a grayscale batch for an RGB backbone, an empty channel, a resolution
-  far from the one the weights were trained at.
+  far from the one the weights were trained at. `warn_low_resolution` (a notebook's parameter cell) prints a
+  warning when a run is set under half the weights' resolution; `low_resolution_note` is the sentence that claims
+  judged at such a setting carry in their row (`note=`).
 - `check_eval_mode` / `assert_eval_mode`: dropout or BatchNorm still in train mode while evaluating.
 - `batchnorm_state`, `batchnorm_drift`, `check_frozen_batchnorm`, `FrozenBatchNormGuard`: a "frozen" backbone
   whose BatchNorm running statistics moved anyway.
@@ -23,7 +25,8 @@ from torch import nn
 from labkit.train import Callback
 
 __all__ = ["GuardWarning", "InputStatistics", "check_input_statistics", "implied_pixels", "check_channels",
-           "check_resolution", "check_eval_mode", "assert_eval_mode", "batchnorm_state", "batchnorm_drift",
+           "check_resolution", "weights_resolution", "low_resolution_note", "warn_low_resolution",
+           "check_eval_mode", "assert_eval_mode", "batchnorm_state", "batchnorm_drift",
            "check_frozen_batchnorm", "FrozenBatchNormGuard", "find_near_duplicates", "check_no_duplicates",
            "show_guard"]
 
@@ -196,6 +199,45 @@ def check_resolution(loader_or_batch, backbone, size: int | None = None, max_rat
     if warn and problems:
         _warn("Resolution problem: " + "; ".join(problems) + ".")
     return problems
+
+
+def weights_resolution(backbone_name: str) -> int:
+    """The input size (px) a registry backbone's weights were trained at, without loading the weights."""
+    from labkit.assets import load_backbone
+
+    return int(load_backbone(backbone_name, pretrained=False).preprocessing.size)
+
+
+LOW_RESOLUTION_RATIO = 0.5  # below this share of the weights' resolution, pretrained features are much weaker
+
+
+def low_resolution_note(resolution: int | None, weights_resolution: int | None) -> str:
+    """The sentence a claim judged at `resolution` carries when that is under half the weights' resolution; "" else.
+
+    Notebooks pass it as `note=` to the claims they judge at that setting, so the ledger row says why a transfer
+    claim may fail there.
+    """
+    if not resolution or not weights_resolution or resolution >= LOW_RESOLUTION_RATIO * weights_resolution:
+        return ""
+    return (f"judged at {resolution} px, {weights_resolution / resolution:.0f}x below the {weights_resolution} px "
+            "the weights were trained at, where pretrained features lose much of their advantage")
+
+
+def warn_low_resolution(resolution: int | None, weights_resolution: int | None, backbone_name: str = "") -> str:
+    """Print a warning when `resolution` is under half the weights' resolution; return `low_resolution_note`.
+
+    The run goes on (a student may want to see the effect), but never silently. One line, so that `labkit run`
+    can show it on the console too.
+    """
+    note = low_resolution_note(resolution, weights_resolution)
+    if note:
+        weights = f"the {backbone_name} weights" if backbone_name else "the weights"
+        print(f"WARNING: resolution={resolution} px is {weights_resolution / resolution:.0f}x below the "
+              f"{weights_resolution} px {weights} were trained at. The run goes on, but expect pretrained features "
+              "to lose much of their advantage (they may score below random-init features or raw pixels); claims "
+              "judged here say so in their row. Use resolution="
+              f"{int(LOW_RESOLUTION_RATIO * weights_resolution)} or more to see what the weights can do.")
+    return note
 
 
 # --------------------------------------------------------------------------------------------------------------

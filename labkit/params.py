@@ -5,6 +5,9 @@ parameters cell, so a bad value fails in the first seconds with one sentence nam
 what is allowed. `labkit run` and `labkit batch` call `problems(...)` with the same declarations before any kernel
 starts.
 
+`absolute_paths` turns a relative data path into an absolute one in the caller (the kernel runs in the notebook's
+folder, where a path relative to the caller's folder means something else).
+
 Only what a parameter must be is declared here (type, range, allowed values); the tier defaults stay in the
 notebooks.
 """
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Param", "ParameterError", "spec", "check", "problems"]
+__all__ = ["Param", "ParameterError", "spec", "check", "problems", "absolute_paths"]
 
 
 class ParameterError(ValueError):
@@ -81,7 +84,13 @@ class Param:
         if self.choices is not None and value not in self.choices:
             if self.path_ok and Path(str(value)).expanduser().exists():
                 return None
-            return "it is not an allowed value" + (" and no such file or folder exists" if self.path_ok else "")
+            if not self.path_ok:
+                return "it is not an allowed value"
+            where = Path(str(value)).expanduser()
+            if not where.is_absolute():  # say where a relative path was looked for: the notebook's folder in a kernel
+                return (f"it is not an allowed value and there is no file or folder {str(value)!r} in {Path.cwd()}; "
+                        "give an absolute path, or a path relative to that folder")
+            return "it is not an allowed value and no such file or folder exists"
         if self.kind == "list":
             if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
                 return f"it is {type(value).__name__}, not a list"
@@ -199,3 +208,25 @@ def check(notebook: str, **values: Any) -> None:
     found = problems(notebook, values)
     if found:
         raise ParameterError(" ".join(found))
+
+
+def absolute_paths(notebook: str, values: Mapping[str, Any], base: str | Path | None = None) -> dict[str, Any]:
+    """`values` with every path parameter (a `path_ok` one) that names an existing file or folder made absolute.
+
+    Relative paths are read from `base` (default: the current folder, the caller's). `labkit run` and `labkit batch`
+    call this before writing a job, since the kernel runs in the notebook's folder (solutions/), not the caller's.
+    Names (e.g. "fashion_mnist"), values that are not paths and paths that do not exist are returned unchanged.
+    """
+    out = dict(values)
+    declared = spec(notebook)
+    for name, value in values.items():
+        p = declared.get(name)
+        if p is None or not p.path_ok or not isinstance(value, (str, Path)) or not str(value):
+            continue
+        if p.choices is not None and value in p.choices:
+            continue
+        given = Path(str(value)).expanduser()
+        candidate = given if given.is_absolute() else Path(base or Path.cwd()) / given
+        if candidate.exists():
+            out[name] = str(candidate.resolve())
+    return out

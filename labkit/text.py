@@ -12,11 +12,15 @@ so a notebook can put them in one table:
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -55,9 +59,9 @@ def scores(y_true, y_pred) -> dict:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.size == 0:
         raise ValueError(f"Need as many predictions as labels (got {y_pred.shape} and {y_true.shape}), at least one.")
-    from labkit.claims import Accuracy
+    from labkit.metrics import Accuracy
 
-    # acc keeps which texts were right (labkit.claims.Accuracy), for paired comparisons between rows
+    # acc keeps which texts were right (labkit.metrics.Accuracy), for paired comparisons between rows
     return {"acc": Accuracy(y_true == y_pred),
             "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
 
@@ -160,7 +164,7 @@ def knn_accuracy(X_train, y_train, X_test, y_test, k: int = 5):
         raise ValueError("knn_accuracy needs at least one reference example.")
     nearest = (X_test @ X_train.T).topk(k, dim=1).indices  # (N_test, k)
     votes = torch.nn.functional.one_hot(y_train[nearest], int(y_train.max()) + 1).sum(1)  # (N_test, classes)
-    from labkit.claims import Accuracy
+    from labkit.metrics import Accuracy
 
     return Accuracy(votes.argmax(1).numpy() == np.asarray(y_test))  # a float that keeps which items were right
 
@@ -332,6 +336,52 @@ class _Tokenised(torch.utils.data.Dataset):
         return self.items[i]
 
 
+_SCRATCH: set[Path] = set()  # Trainer checkpoint folders of this process that still exist
+
+
+def _remove_scratch() -> None:
+    for folder in list(_SCRATCH):
+        shutil.rmtree(folder, ignore_errors=True)
+        _SCRATCH.discard(folder)
+
+
+atexit.register(_remove_scratch)  # a kernel shut down while a Trainer runs
+
+
+def _on_sigterm(previous):
+    def handler(signum, frame):
+        _remove_scratch()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)  # then whatever SIGTERM did before (by default: end the process)
+    return handler
+
+
+@contextlib.contextmanager
+def trainer_scratch(output_dir: str | os.PathLike | None = None):
+    """The folder Trainer checkpoints go to: `output_dir` (kept), or a temporary `labkit-trainer-*` folder that is
+    removed when the block ends, on an error, on Ctrl-C, at exit and on SIGTERM.
+
+    The temporary folder is made under $TMPDIR; `labkit run` points that at a folder of the run, which it removes
+    itself after the kernel ends, so even a killed kernel leaves no checkpoint behind.
+    """
+    if output_dir:
+        yield Path(output_dir)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="labkit-trainer-"))
+    _SCRATCH.add(folder)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    if main and previous in (signal.SIG_DFL, None):  # a handler someone else installed is left alone
+        signal.signal(signal.SIGTERM, _on_sigterm(previous))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        _SCRATCH.discard(folder)
+        if main and previous in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDataset, *, lr: float = 2e-5,
                      weight_decay: float = 0.01, num_epochs: int = 3, batch_size: int = 16,
                      max_length: int | None = None, warmup_ratio: float = 0.1, seed: int = 0,
@@ -341,7 +391,8 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     evaluation on `val_ds` every epoch and the best epoch's weights kept (load_best_model_at_end).
 
     param_groups: optimizer groups (e.g. `layerwise_lr_groups(model, ...)`) handed to the Trainer's AdamW.
-    output_dir: where checkpoints go (a temporary folder, deleted afterwards, when None).
+    output_dir: where checkpoints go (when None: a temporary folder, removed afterwards however training ends;
+        see `trainer_scratch`).
     """
     from transformers import DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments
 
@@ -356,38 +407,34 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
         s = scores(labels, np.asarray(logits).argmax(-1))
         return {"accuracy": s["acc"], "macro_f1": s["macro_f1"]}
 
-    workdir = Path(output_dir) if output_dir else Path(tempfile.mkdtemp(prefix="labkit-trainer-"))
-    # warmup as a whole number of steps, rounded up as the Trainer rounds a ratio: transformers 4.x takes a ratio
-    # only as warmup_ratio, 5.x only as a float warmup_steps below 1; a step count means the same in both
-    total_steps = math.ceil(len(train_ds) / batch_size) * num_epochs
-    args = TrainingArguments(
-        output_dir=str(workdir), learning_rate=lr, weight_decay=weight_decay, num_train_epochs=num_epochs,
-        per_device_train_batch_size=batch_size, per_device_eval_batch_size=max(batch_size, 64),
-        warmup_steps=math.ceil(warmup_ratio * total_steps), lr_scheduler_type="linear",
-        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
-        metric_for_best_model="accuracy", greater_is_better=True, save_total_limit=1, save_only_model=True,
-        logging_strategy="epoch", report_to="none", disable_tqdm=not progress_enabled(progress), seed=seed,
-        data_seed=seed, use_cpu=device.type == "cpu", dataloader_num_workers=0)
-    optimizers = (None, None)
-    if param_groups is not None:
-        groups = [{k: v for k, v in g.items() if k != "name"} for g in param_groups]
-        from labkit.train import adamw
+    with trainer_scratch(output_dir) as workdir:  # checkpoints: removed on success, error, Ctrl-C and SIGTERM
+        # warmup as a whole number of steps, rounded up as the Trainer rounds a ratio: transformers 4.x takes a ratio
+        # only as warmup_ratio, 5.x only as a float warmup_steps below 1; a step count means the same in both
+        total_steps = math.ceil(len(train_ds) / batch_size) * num_epochs
+        args = TrainingArguments(
+            output_dir=str(workdir), learning_rate=lr, weight_decay=weight_decay, num_train_epochs=num_epochs,
+            per_device_train_batch_size=batch_size, per_device_eval_batch_size=max(batch_size, 64),
+            warmup_steps=math.ceil(warmup_ratio * total_steps), lr_scheduler_type="linear",
+            eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+            metric_for_best_model="accuracy", greater_is_better=True, save_total_limit=1, save_only_model=True,
+            logging_strategy="epoch", report_to="none", disable_tqdm=not progress_enabled(progress), seed=seed,
+            data_seed=seed, use_cpu=device.type == "cpu", dataloader_num_workers=0)
+        optimizers = (None, None)
+        if param_groups is not None:
+            groups = [{k: v for k, v in g.items() if k != "name"} for g in param_groups]
+            from labkit.train import adamw
 
-        optimizers = (adamw(groups, lr=lr, weight_decay=weight_decay), None)
-    trainer = Trainer(model=model, args=args, train_dataset=_Tokenised(train_ds, tokenizer, max_length),
-                      eval_dataset=_Tokenised(val_ds, tokenizer, max_length),
-                      data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics,
-                      optimizers=optimizers)
-    trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the epochs come back in the result
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    try:
+            optimizers = (adamw(groups, lr=lr, weight_decay=weight_decay), None)
+        trainer = Trainer(model=model, args=args, train_dataset=_Tokenised(train_ds, tokenizer, max_length),
+                          eval_dataset=_Tokenised(val_ds, tokenizer, max_length),
+                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics,
+                          optimizers=optimizers)
+        trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the epochs come back in the result
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
         with hub_progress(progress):  # e.g. the "writing model shards" bar of every checkpoint
             trainer.train()
-    finally:
-        if output_dir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
     seconds = time.perf_counter() - start
     model = trainer.model
     epochs: dict[int, dict] = {}

@@ -99,11 +99,11 @@ def predict(model: nn.Module, loader: Iterable, device: str | torch.device | Non
 def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | None = None,
              loss_fn: Callable | None = None) -> dict:
     """Loss and accuracy on a loader, in eval mode; the model's previous train/eval mode is restored."""
-    from labkit.claims import accuracy
+    from labkit.metrics import accuracy
 
     logits, targets = predict(model, loader, device)
     loss_fn = loss_fn or nn.functional.cross_entropy
-    # acc is a float that keeps which items were right (labkit.claims.Accuracy), for paired comparisons
+    # acc is a float that keeps which items were right (labkit.metrics.Accuracy), for paired comparisons
     return {"loss": float(loss_fn(logits, targets)), "acc": accuracy(logits.argmax(1), targets),
             "n": int(targets.numel())}
 

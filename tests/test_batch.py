@@ -226,7 +226,7 @@ def test_report_judges_claims_over_seeds_with_the_one_rule(tmp_path):
     from labkit.claims import judge
 
     def claim(effect):
-        return dict(judge("c1", "A beats B", source="t", effects=[effect], ses=[0.015], n_items=500,
+        return dict(judge("c1", "A beats B", source="course", effects=[effect], ses=[0.015], n_items=500,
                           region=(0.0, None)).to_dict(), notebook="nb")
 
     effects = [0.05, -0.02, 0.06, 0.0, 0.03]  # seed 0 alone holds; the spread over seeds does not

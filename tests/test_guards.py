@@ -189,3 +189,16 @@ def test_show_guard_prints_the_warning_as_text_and_says_when_quiet(capsys):
     model.eval()
     assert _quiet(guards.show_guard, guards.check_eval_mode, model) == []
     assert "quiet" in capsys.readouterr().out
+
+
+def test_low_resolution_note_and_warning(capsys):
+    assert guards.low_resolution_note(112, 224) == "" and guards.low_resolution_note(None, 224) == ""
+    note = guards.low_resolution_note(16, 224)
+    assert note == ("judged at 16 px, 14x below the 224 px the weights were trained at, where pretrained features "
+                    "lose much of their advantage")
+    assert guards.warn_low_resolution(16, 224, "efficientnet_lite0") == note
+    out = capsys.readouterr().out
+    assert out.startswith("WARNING: resolution=16 px is 14x below the 224 px the efficientnet_lite0 weights")
+    assert out.count("\n") == 1 and "Use resolution=112 or more" in out
+    assert guards.warn_low_resolution(224, 224) == "" and capsys.readouterr().out == ""
+    assert guards.weights_resolution("efficientnet_lite0") == 224

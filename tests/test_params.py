@@ -93,3 +93,23 @@ def test_the_notebook_itself_stops_in_its_first_cells(tmp_path):
                                    parameters={"n_per_class": -3}, cwd=str(SOLUTIONS), progress_bar=False)
     assert info.value.ename == "ParameterError" and "n_per_class=-3" in info.value.evalue
     assert info.value.exec_count <= 3 and time.perf_counter() - start < 120
+
+
+def test_path_parameters_are_made_absolute_in_the_caller(tmp_path, monkeypatch):
+    from labkit.params import absolute_paths
+
+    (tmp_path / "mydata").mkdir()
+    (tmp_path / "texts.csv").write_text("text,label\n")
+    monkeypatch.chdir(tmp_path)
+    got = absolute_paths("02_freeze_strategies", {"dataset": "mydata", "n_per_class": 5})
+    assert got == {"dataset": str(tmp_path / "mydata"), "n_per_class": 5}
+    assert absolute_paths("04_nlp_finetuning", {"dataset": "texts.csv"})["dataset"] == str(tmp_path / "texts.csv")
+    for unchanged in ({"dataset": "fashion_mnist"}, {"dataset": "nothing-here"}, {"dataset": None}):
+        assert absolute_paths("02_freeze_strategies", unchanged) == unchanged
+    assert absolute_paths("toy", {"dataset": "mydata"}) == {"dataset": "mydata"}  # undeclared: not judged
+
+
+def test_a_missing_relative_path_names_the_folder_it_was_looked_in(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (found,) = problems("02_freeze_strategies", {"dataset": "mydata"})
+    assert f"there is no file or folder 'mydata' in {tmp_path}" in found and "give an absolute path" in found

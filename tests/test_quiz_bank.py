@@ -9,6 +9,7 @@ import yaml
 
 from labkit.quiz import keys
 from labkit.quiz.bank import BankError, compile_source, dump_compiled, load_bank, validate_source
+from labkit.quiz.responses import read_records
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_BANKS = sorted((REPO / "solutions" / "quiz").glob("*.yaml"))
@@ -27,6 +28,15 @@ MULTI = {"id": "tick", "kind": "multiple", "prompt": "Tick", "options": ["a1", "
 NUMERIC = {"id": "num", "kind": "numeric", "prompt": "How much?", "answer": 12345.678, "tolerance": 0.5,
            "explanation": "Twelve thousand and change."}
 TEXT = {"id": "essay", "kind": "text", "prompt": "Discuss.", "explanation": "Model notes."}
+
+
+@pytest.fixture(autouse=True)
+def _responses(tmp_path, monkeypatch):
+    """Every check is recorded: keep the records of these tests out of the home folder."""
+    monkeypatch.setenv("LABKIT_RESPONSES_DIR", str(tmp_path / "responses"))
+    monkeypatch.setenv("LABKIT_STUDENT_ID", "prober")
+    monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
+    return tmp_path / "responses"
 
 
 def compiled_bank(tmp_path, *questions) -> "object":
@@ -148,6 +158,25 @@ def test_text_question_is_recorded_not_graded(tmp_path):
     essay = compiled_bank(tmp_path, TEXT).question("essay")
     result = essay.check("Use pretrained audio embeddings.")
     assert result.correct is None and result.explanation == "Model notes."
+
+
+def test_every_check_through_the_api_is_an_attempt_on_the_record(tmp_path, _responses):
+    """Probing the oracle option by option shows up in the student's file, as the widget's clicks do."""
+    b = compiled_bank(tmp_path, SINGLE, NUMERIC)
+    pick = b.question("pick")
+    results = [pick.check(option) for option in pick.options]
+    assert [r.correct for r in results] == [False, True, False] and [r.attempt for r in results] == [1, 2, 3]
+    assert pick.check(None).problem and pick.check(None).attempt is None  # nothing chosen: no attempt
+    records = read_records(_responses / "prober.jsonl")
+    assert [(r["question"], r["answer"], r["correct"], r["attempt"]) for r in records] == [
+        ("pick", "red", False, 1), ("pick", "green", True, 2), ("pick", "blue", False, 3)]
+    assert {r["student_id"] for r in records} == {"prober"}
+    # a freshly loaded bank (a new kernel, another notebook) keeps counting from the file
+    again = compiled_bank(tmp_path, SINGLE, NUMERIC).question("num").check("12345.7")
+    assert again.correct is True and again.attempt == 1
+    assert compiled_bank(tmp_path, SINGLE).question("pick").check("red").attempt == 4
+    # the grader's internal re-check records nothing
+    assert pick._grade("green").correct is True and len(read_records(_responses / "prober.jsonl")) == 5
 
 
 def test_explanation_only_decrypts_with_the_right_answer():

@@ -22,6 +22,7 @@ WRONG = "Train the whole network from scratch, so that ImageNet habits do not ge
 def responses(tmp_path, monkeypatch):
     monkeypatch.setenv("LABKIT_RESPONSES_DIR", str(tmp_path / "responses"))
     monkeypatch.delenv("LABKIT_STUDENT_ID", raising=False)
+    monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
     return tmp_path / "responses"
 
 
@@ -87,6 +88,7 @@ def test_unwritable_response_path_warns_and_keeps_answer(tmp_path):
 
 
 def test_student_id_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv("JUPYTERHUB_USER", raising=False)
     monkeypatch.setenv("LABKIT_STUDENT_ID", "from-env")
     assert resolve_student_id("given") == "given"
     assert resolve_student_id(None) == "from-env"
@@ -223,3 +225,58 @@ def test_prompt_markup():
     assert _markup("lambda/2 * sum (theta - theta*)^2 and snake_case_name") == (
         "lambda/2 * sum (theta - theta*)^2 and snake_case_name")
     assert _markup("<b>not html</b>\n\nnext") == "&lt;b&gt;not html&lt;/b&gt;<br><br>next"
+
+
+def test_jupyterhub_user_comes_first(monkeypatch):
+    """Order: the parameter, $JUPYTERHUB_USER, $LABKIT_STUDENT_ID, the login name."""
+    monkeypatch.setenv("JUPYTERHUB_USER", "ada@example.org")
+    monkeypatch.setenv("LABKIT_STUDENT_ID", "from-env")
+    assert resolve_student_id("given") == "given"
+    assert resolve_student_id(None) == resolve_student_id("") == "ada@example.org"
+    monkeypatch.setenv("JUPYTERHUB_USER", "  ")  # blank: not an id
+    assert resolve_student_id(None) == "from-env"
+
+
+def test_a_class_of_jovyans_stays_separate_people(responses, monkeypatch):
+    """zero-to-jupyterhub: every server runs as the OS user jovyan; JUPYTERHUB_USER tells the students apart."""
+    import getpass
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "jovyan")
+    monkeypatch.setenv("USER", "jovyan")
+    for student, answer in [("ada", RIGHT), ("bob", WRONG), ("cy", RIGHT)]:
+        monkeypatch.setenv("JUPYTERHUB_USER", student)
+        quiz = show_quiz("00", questions=["satellite-strategy"], display=False)
+        assert quiz.student_id == student
+        quiz.answer("satellite-strategy", answer)
+    files = sorted(p.name for p in responses.glob("*.jsonl"))
+    assert files == ["ada.jsonl", "bob.jsonl", "cy.jsonl"]
+    assert [r["student_id"] for r in lines(responses / "bob.jsonl")] == ["bob"]
+
+
+def test_checks_through_a_quiz_bank_land_in_the_quiz_file(responses):
+    """quiz.bank.question(...).check(...) from code is an attempt, in the same file and numbering as a click."""
+    quiz = show_quiz("00", student_id="prober", questions=["satellite-strategy"], display=False)
+    question = quiz.bank.question("satellite-strategy")
+    for option in question.options:
+        question.check(option)
+    quiz.answer("satellite-strategy", RIGHT)
+    recs = lines(quiz.path)
+    assert len(recs) == len(question.options) + 1
+    assert [r["attempt"] for r in recs] == list(range(1, len(recs) + 1))
+    assert quiz.score() == (1, 1) and quiz.responses == quiz.log.records
+
+
+def test_probing_from_a_second_bank_object_still_costs_the_first_try(responses, monkeypatch):
+    """A quiz shown first, then the options probed through a separately loaded bank, then the right one clicked:
+    one numbering in the file, and the grader gives no first-try point."""
+    from labkit.quiz import load_bank
+    from labkit.quiz.grade import grade
+
+    monkeypatch.setenv("LABKIT_STUDENT_ID", "prober")
+    quiz = show_quiz("00", questions=["satellite-strategy"], display=False)
+    probe = load_bank("00").question("satellite-strategy")
+    wrong = [o for o in probe.options if o != RIGHT]
+    assert [probe.check(o).attempt for o in wrong] == list(range(1, len(wrong) + 1))
+    assert quiz.answer("satellite-strategy", RIGHT).attempt == len(wrong) + 1
+    grades = grade(responses)
+    assert grades.scores == {"prober": {"00": 1}} and grades.first_scores == {"prober": {"00": 0}}

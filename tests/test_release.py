@@ -209,6 +209,43 @@ def test_release_then_check_then_drift(tmp_path, capsys):
     assert "old.ipynb has no source" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("where", ["notebooks", "banks"])
+def test_release_refuses_a_destination_it_cannot_write_and_writes_nothing(tmp_path, capsys, where):
+    root = make_repo(tmp_path)
+    a = args(root)
+    blocker = root / "taken"
+    blocker.write_text("a file where a folder should be")
+    setattr(a, where, blocker)
+    assert run(a) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err  # one sentence
+    assert f"nothing was written: --{where} " in err and "is a file, not a folder" in err and "Pass --notebooks" in err
+    setattr(a, where, blocker / "inside")  # under a file: cannot be created
+    assert run(a) == 1
+    assert "cannot be created" in capsys.readouterr().err
+    assert not (root / "notebooks").exists() and not (root / "labkit").exists()  # neither half was written
+
+
+def test_release_writes_all_or_nothing(tmp_path, monkeypatch):
+    from labkit.tools import release as release_mod
+
+    root = make_repo(tmp_path)
+    real_fdopen = release_mod.os.fdopen
+    calls = []
+
+    def failing_fdopen(fd, *a, **k):  # the second file cannot be written (a full disk, a quota)
+        calls.append(fd)
+        if len(calls) == 2:
+            release_mod.os.close(fd)
+            raise OSError(28, "No space left on device")
+        return real_fdopen(fd, *a, **k)
+
+    monkeypatch.setattr(release_mod.os, "fdopen", failing_fdopen)
+    assert run(args(root)) == 1
+    written = [p for p in root.rglob("*") if p.is_file() and "solutions" not in p.parts]
+    assert written == []  # no notebook without its bank, and no temporary file left
+
+
 def test_check_fails_when_a_new_question_was_not_released(tmp_path):
     root = make_repo(tmp_path)
     assert run(args(root)) == 0

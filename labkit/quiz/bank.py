@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -39,6 +39,8 @@ class Result:
     answer: object  # the answer as recorded (option text, sorted list, float or text)
     explanation: str | None = None  # shown after a correct answer (or after any free-text answer)
     problem: str | None = None  # why the answer could not be read (e.g. "type a number")
+    attempt: int | None = None  # which attempt at this question it was, when it was recorded
+    warning: str | None = None  # why the record could not be saved to the response file, if it could not
 
 
 @dataclass
@@ -56,9 +58,27 @@ class Question:
     answer_hash: str | None = None
     explanation: str | None = None  # encrypted token, except for free text where it is plain notes
     hint: str | None = None
+    # where check() records attempts: the Quiz showing this question, else the student's default response file
+    log: object = field(default=None, repr=False, compare=False)
 
     def check(self, answer) -> Result:
-        """Check an answer against the hashed key."""
+        """Check an answer against the hashed key and record it as an attempt, as the widget's Check button does.
+
+        Every readable answer is an attempt on the record (the response file the instructor grades), so trying
+        the options one by one shows up as attempts and costs the first-try score. An unreadable answer (nothing
+        chosen, not a number) is not an attempt: it comes back with `problem` set and nothing recorded."""
+        result = self._grade(answer)
+        if result.problem:
+            return result
+        from labkit.quiz.responses import default_log
+
+        log = self.log if self.log is not None else default_log()
+        rec, warning = log.record(self.bank, self.id, self.kind, result.answer, result.correct)
+        return replace(result, attempt=rec["attempt"], warning=warning)
+
+    def _grade(self, answer) -> Result:
+        """Check an answer against the hashed key without recording it: for the grader, which re-checks recorded
+        answers, and for showing an earlier answer again."""
         if self.kind == "text":
             text = "" if answer is None else str(answer).strip()
             if not text:

@@ -1,12 +1,18 @@
-"""Grade many students' JSONL response files: a per-answer CSV, a per-question summary, per-student scores per
-bank (plain CSV and a Canvas gradebook import CSV) and per-question statistics with the most common wrong answers
-(Markdown and HTML)."""
+"""Grade many students' JSONL response files: a per-answer CSV, a per-question summary (item statistics),
+per-student first-try and best scores per bank (plain CSV, Canvas and Moodle gradebook imports), per-question
+statistics with the most common wrong answers (Markdown and HTML), and a separate list of answers that were not
+graded (unknown bank or question, an answer the bank cannot read, after the deadline).
+
+Every answer is re-checked against the bank: a student's own `correct` field never counts. An answer that cannot
+be checked is listed in the ungraded report and never enters a score or a gradebook file.
+"""
 from __future__ import annotations
 
 import csv
+import datetime as _dt
 import html
 import json
-import warnings
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,31 +23,81 @@ from labkit.quiz.responses import read_records
 
 GRADE_COLUMNS = ["student_id", "bank", "question", "kind", "attempts", "correct", "first_try_correct",
                  "final_answer", "last_ts"]
-SUMMARY_COLUMNS = ["bank", "question", "kind", "students", "correct", "correct_pct", "first_try_pct",
-                   "mean_attempts"]
+SUMMARY_COLUMNS = ["bank", "question", "kind", "students", "correct", "correct_pct", "first_try", "first_try_pct",
+                   "mean_attempts", "top_wrong"]
+PRINTED_SUMMARY = [c for c in SUMMARY_COLUMNS if c != "top_wrong"]
+UNGRADED_COLUMNS = ["student_id", "bank", "question", "answer", "ts", "reason", "file"]
 # Canvas gradebook import: these five columns, then one column per assignment; the second row gives the points
 CANVAS_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 CANVAS_ID_CHOICES = ("SIS User ID", "SIS Login ID", "ID")
 CANVAS_POINTS_ROW = "    Points Possible"  # as Canvas writes it in its own exports
+# Moodle grade import (CSV): one column that identifies the user (mapped to a user field when importing), then one
+# column per grade item
+MOODLE_ID_CHOICES = ("Username", "ID number", "Email address")
 TOP_WRONG = 3  # wrong answers listed per question in the report
+SCORE_KINDS = (("first", "first try"), ("best", "best"))
+_BANK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")  # a bank named by id, never a path
 
 
-def _regrade(banks: dict, bank_id: str, question: str, answer, recorded, banks_dir):
-    """Correctness from the bank when it knows the question (a hand-edited 'correct' does not count)."""
-    if bank_id not in banks:
-        try:
-            banks[bank_id] = load_bank(bank_id, banks_dir)
-        except (FileNotFoundError, BankError) as exc:
-            warnings.warn(f"bank {bank_id}: {exc} Using the recorded 'correct' values.", stacklevel=3)
-            banks[bank_id] = None
-    bank: Bank | None = banks[bank_id]
-    if bank is None:
-        return recorded
+def parse_time(value) -> _dt.datetime | None:
+    """A record's ISO-8601 time stamp as an aware datetime (naive ones are UTC, as labkit writes them); None when
+    unreadable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
     try:
-        q = bank.question(question)
-    except KeyError:
-        return recorded
-    return q.check(answer).correct
+        t = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=_dt.timezone.utc)
+
+
+def parse_deadline(value: str | _dt.datetime) -> _dt.datetime:
+    """A deadline from ISO-8601 text ('2025-03-01T23:59', '2025-03-01T23:59+01:00', '...Z'); a deadline without a
+    time zone is in this machine's local time. Raises ValueError with a sentence that names the format."""
+    if isinstance(value, _dt.datetime):
+        t = value
+    else:
+        text = str(value).strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            t = _dt.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"deadline {value!r} is not an ISO-8601 time; write it like 2025-03-01T23:59 (local "
+                             "time) or 2025-03-01T23:59+01:00.") from None
+    return t if t.tzinfo else t.astimezone()  # naive: local time
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+class _Banks:
+    """The banks the records name, loaded once each; None for a bank that does not exist or does not load."""
+
+    def __init__(self, banks_dir):
+        self.dir, self.loaded, self.problems = banks_dir, {}, {}
+
+    def get(self, bank_id: str) -> Bank | None:
+        if bank_id not in self.loaded:
+            bank = None
+            if _BANK_ID.match(bank_id):
+                try:
+                    bank = load_bank(bank_id, self.dir)
+                except FileNotFoundError:
+                    self.problems[bank_id] = f"no bank {bank_id!r} in the course"
+                except BankError as exc:
+                    self.problems[bank_id] = f"bank {bank_id} does not load ({exc})"
+            else:
+                self.problems[bank_id] = f"{bank_id!r} is not a bank id"
+            self.loaded[bank_id] = bank
+        return self.loaded[bank_id]
 
 
 @dataclass
@@ -50,16 +106,20 @@ class Grades:
 
     rows: list[dict]  # one per student and question (GRADE_COLUMNS)
     summary: list[dict]  # one per question (SUMMARY_COLUMNS)
-    banks: dict[str, dict] = field(default_factory=dict)  # bank id -> {"title", "questions": {qid: prompt}, "points"}
-    scores: dict[str, dict[str, int]] = field(default_factory=dict)  # student -> bank id -> points
+    banks: dict[str, dict] = field(default_factory=dict)  # bank id -> {"title", "prompts", "graded", "points"}
+    scores: dict[str, dict[str, int]] = field(default_factory=dict)  # best: student -> bank -> points
     wrong: dict[tuple, Counter] = field(default_factory=dict)  # (bank, question) -> wrong answer -> students
+    first_scores: dict[str, dict[str, int]] = field(default_factory=dict)  # right at the first attempt only
+    ungraded: list[dict] = field(default_factory=list)  # answers that were not graded (UNGRADED_COLUMNS)
+    deadline: _dt.datetime | None = None
 
     @property
     def students(self) -> list[str]:
-        return sorted({r["student_id"] for r in self.rows})
+        return sorted(self.scores)
 
-    def total(self, student: str) -> int:
-        return sum(self.scores.get(student, {}).values())
+    def total(self, student: str, kind: str = "best") -> int:
+        table = self.first_scores if kind == "first" else self.scores
+        return sum(table.get(student, {}).values())
 
     @property
     def points_possible(self) -> int:
@@ -73,56 +133,94 @@ def _answer_text(answer) -> str:
     return answer if isinstance(answer, str) else json.dumps(answer, ensure_ascii=False)
 
 
-def grade(directory: str | Path, banks_dir: str | Path | None = None) -> Grades:
-    """Grade every *.jsonl under directory: per-answer rows, per-question summary, scores, common wrong answers."""
+def grade(directory: str | Path, banks_dir: str | Path | None = None,
+          deadline: str | _dt.datetime | None = None) -> Grades:
+    """Grade every *.jsonl under directory.
+
+    Each answer is re-checked against its bank. Answers to an unknown bank or question, answers the bank cannot
+    read and (with a deadline) answers given after it or without a readable time are listed in `ungraded` and
+    count nowhere else. Per student and question: `correct` (right at some attempt: the best score) and
+    `first_try_correct` (the first recorded attempt, numbered 1, was right: the first-try score)."""
     files = sorted(Path(directory).rglob("*.jsonl"))
     if not files:
-        raise FileNotFoundError(f"No *.jsonl response files under {directory}. Collect the students' "
-                                "~/.labkit/responses/*.jsonl files into one folder and pass that folder.")
-    banks: dict = {}
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+        raise FileNotFoundError(f"No *.jsonl response files under {directory}. Collect the students' answers with "
+                                "`labkit quiz collect` (or copy their ~/.labkit/responses/*.jsonl files into one "
+                                "folder) and pass that folder.")
+    cut = parse_deadline(deadline) if deadline is not None else None
+    banks = _Banks(banks_dir)
+    groups: dict[tuple, list[tuple[dict, bool | None]]] = defaultdict(list)
+    ungraded: list[dict] = []
+    late_students: set[str] = set()
     for path in files:
         for rec in read_records(path):  # warns about and skips corrupted lines
             student = str(rec.get("student_id") or path.stem)
-            groups[(student, str(rec.get("bank", "")), str(rec["question"]))].append(rec)
+            bank_id, qid = str(rec.get("bank", "")), str(rec["question"])
+
+            def skip(reason: str) -> None:
+                ungraded.append({"student_id": student, "bank": bank_id, "question": qid,
+                                 "answer": _answer_text(rec.get("answer")), "ts": rec.get("ts", ""),
+                                 "reason": reason, "file": str(path.relative_to(directory))})
+
+            bank = banks.get(bank_id)
+            if bank is None:
+                skip(banks.problems[bank_id])
+                continue
+            try:
+                question = bank.question(qid)
+            except KeyError:
+                skip(f"bank {bank_id} has no question {qid!r}")
+                continue
+            if cut is not None:
+                t = parse_time(rec.get("ts"))
+                if t is None or t > cut:
+                    skip("no readable time stamp, so it cannot be placed before the deadline" if t is None
+                         else "after the deadline")
+                    late_students.add(student)
+                    continue
+            result = question._grade(rec.get("answer"))
+            if result.problem:
+                skip("not an answer the bank can check (" + result.problem.split(",")[0].rstrip(".") + ")")
+                continue
+            groups[(student, bank_id, qid)].append((rec, result.correct))
     rows = []
     wrong: dict[tuple, Counter] = defaultdict(Counter)
-    for (student, bank_id, question), recs in sorted(groups.items()):
-        recs.sort(key=lambda r: (str(r.get("ts", "")), int(r.get("attempt") or 0)))
-        kind = str(recs[-1].get("kind", ""))
-        verdicts = [_regrade(banks, bank_id, question, r.get("answer"), r.get("correct"), banks_dir) for r in recs]
-        graded = kind != "text" and any(v is not None for v in verdicts)
-        final = recs[-1].get("answer")
+    for (student, bank_id, qid), items in sorted(groups.items()):
+        items.sort(key=lambda item: (str(item[0].get("ts", "")), _int(item[0].get("attempt"), 0)))
+        kind = banks.get(bank_id).question(qid).kind
+        graded = kind != "text"
+        first_rec, first_verdict = items[0]
+        final = items[-1][0].get("answer")
         rows.append({
-            "student_id": student, "bank": bank_id, "question": question, "kind": kind, "attempts": len(recs),
-            "correct": (any(v is True for v in verdicts)) if graded else "",
-            "first_try_correct": (verdicts[0] is True) if graded else "",
+            "student_id": student, "bank": bank_id, "question": qid, "kind": kind, "attempts": len(items),
+            "correct": any(v is True for _, v in items) if graded else "",
+            # right at the first try: the earliest answer on record was right and is numbered attempt 1 (a file
+            # whose earlier, wrong lines were deleted starts at attempt 2 or later)
+            "first_try_correct": (first_verdict is True and _int(first_rec.get("attempt"), 1) == 1) if graded else "",
             "final_answer": final if isinstance(final, str) else json.dumps(final, ensure_ascii=False),
-            "last_ts": recs[-1].get("ts", ""),
+            "last_ts": items[-1][0].get("ts", ""),
         })
         if graded:  # each student counts once per distinct wrong answer
-            wrong[(bank_id, question)].update({_answer_text(r.get("answer")) for r, v in zip(recs, verdicts)
-                                               if v is False})
+            wrong[(bank_id, qid)].update({_answer_text(r.get("answer")) for r, v in items if v is False})
     info = _bank_info(banks, rows)
-    scores: dict[str, dict[str, int]] = {s: {b: 0 for b in info} for s in sorted({r["student_id"] for r in rows})}
+    students = sorted({r["student_id"] for r in rows} | late_students)
+    scores = {s: {b: 0 for b in info} for s in students}
+    first = {s: {b: 0 for b in info} for s in students}
     for r in rows:
-        if r["correct"] is True and r["question"] in info[r["bank"]]["graded"]:
-            scores[r["student_id"]][r["bank"]] += 1
-    return Grades(rows=rows, summary=summarise(rows), banks=info, scores=scores, wrong=dict(wrong))
+        if r["question"] in info[r["bank"]]["graded"]:
+            scores[r["student_id"]][r["bank"]] += r["correct"] is True
+            first[r["student_id"]][r["bank"]] += r["first_try_correct"] is True
+    return Grades(rows=rows, summary=summarise(rows, wrong), banks=info, scores=scores, wrong=dict(wrong),
+                  first_scores=first, ungraded=ungraded, deadline=cut)
 
 
-def _bank_info(banks: dict, rows: list[dict]) -> dict[str, dict]:
+def _bank_info(banks: _Banks, rows: list[dict]) -> dict[str, dict]:
     """Title, prompts, graded questions and points of every bank the students answered (1 point per question)."""
     info = {}
     for bank_id in sorted({r["bank"] for r in rows}):
-        bank: Bank | None = banks.get(bank_id)
-        if bank is not None:
-            graded = [q.id for q in bank.questions if q.kind != "text"]
-            title, prompts = bank.title, {q.id: q.prompt for q in bank.questions}
-        else:  # bank not found: the questions the students answered are all we know
-            graded = sorted({r["question"] for r in rows if r["bank"] == bank_id and r["correct"] != ""})
-            title, prompts = f"Quiz {bank_id}", {}
-        info[bank_id] = {"title": title, "prompts": prompts, "graded": graded, "points": len(graded)}
+        bank = banks.get(bank_id)
+        graded = [q.id for q in bank.questions if q.kind != "text"]
+        info[bank_id] = {"title": bank.title, "prompts": {q.id: q.prompt for q in bank.questions},
+                         "graded": graded, "points": len(graded)}
     return info
 
 
@@ -132,8 +230,9 @@ def grade_dir(directory: str | Path, banks_dir: str | Path | None = None) -> tup
     return grades.rows, grades.summary
 
 
-def summarise(rows: list[dict]) -> list[dict]:
-    """One row per question: how many students answered, got it right, right at the first try."""
+def summarise(rows: list[dict], wrong: dict[tuple, Counter] | None = None) -> list[dict]:
+    """Item statistics, one row per question: students who answered, right at some attempt, right at the first
+    try, mean attempts, and the most chosen wrong answer (with how many students chose it)."""
     by_q: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         by_q[(r["bank"], r["question"])].append(r)
@@ -143,11 +242,13 @@ def summarise(rows: list[dict]) -> list[dict]:
         n = len(rs)
         right = sum(1 for r in rs if r["correct"] is True)
         first = sum(1 for r in rs if r["first_try_correct"] is True)
+        common = sorted((wrong or {}).get((bank_id, question), Counter()).items(), key=lambda kv: (-kv[1], kv[0]))
         out.append({
             "bank": bank_id, "question": question, "kind": rs[0]["kind"], "students": n,
             "correct": right if graded else "", "correct_pct": round(100 * right / n, 1) if graded else "",
-            "first_try_pct": round(100 * first / n, 1) if graded else "",
+            "first_try": first if graded else "", "first_try_pct": round(100 * first / n, 1) if graded else "",
             "mean_attempts": round(sum(r["attempts"] for r in rs) / n, 2),
+            "top_wrong": f"{common[0][0]} ({common[0][1]})" if common else "",
         })
     return out
 
@@ -165,34 +266,61 @@ def write_csv(rows: list[dict], path: str | Path, columns: list[str]) -> Path:
 
 def format_summary(summary: list[dict]) -> str:
     """The per-question summary as an aligned text table."""
-    return text_table(SUMMARY_COLUMNS, [[r[c] for c in SUMMARY_COLUMNS] for r in summary], rule=False)
+    return text_table(PRINTED_SUMMARY, [[r[c] for c in PRINTED_SUMMARY] for r in summary], rule=False)
 
 
 def score_rows(grades: Grades) -> tuple[list[str], list[dict]]:
-    """(columns, rows) of the plain score table: student_id, one column per bank (points), total."""
-    columns = ["student_id"] + [f"quiz_{b}" for b in grades.banks] + ["total"]
-    rows = [{"student_id": s, **{f"quiz_{b}": grades.scores[s][b] for b in grades.banks}, "total": grades.total(s)}
-            for s in grades.students]
+    """(columns, rows) of the plain score table: student_id, per bank its first-try and best points
+    (quiz_NN_first, quiz_NN_best), then total_first and total_best."""
+    columns = ["student_id"] + [f"quiz_{b}_{k}" for b in grades.banks for k, _ in SCORE_KINDS]
+    columns += [f"total_{k}" for k, _ in SCORE_KINDS]
+    rows = []
+    for s in grades.students:
+        row = {"student_id": s}
+        for b in grades.banks:
+            row[f"quiz_{b}_first"], row[f"quiz_{b}_best"] = grades.first_scores[s][b], grades.scores[s][b]
+        rows.append(row | {f"total_{k}": grades.total(s, k) for k, _ in SCORE_KINDS})
     return columns, rows
+
+
+def _lms_names(grades: Grades) -> dict[tuple[str, str], str]:
+    """Gradebook column names: (bank, 'first'|'best') -> '<bank title> (first try)' / '<bank title> (best)'."""
+    titles = {b: info["title"] for b, info in grades.banks.items()}
+    if len(set(titles.values())) < len(titles):  # two banks with the same title: add the id to keep columns apart
+        titles = {b: f"{t} ({b})" for b, t in titles.items()}
+    return {(b, k): f"{t} ({label})" for b, t in titles.items() for k, label in SCORE_KINDS}
+
+
+def _lms_scores(grades: Grades, student: str, names: dict) -> dict:
+    return {name: (grades.first_scores if k == "first" else grades.scores)[student][b]
+            for (b, k), name in names.items()}
 
 
 def canvas_rows(grades: Grades, id_column: str = "SIS User ID") -> tuple[list[str], list[dict]]:
-    """(columns, rows) of a Canvas gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, one column
-    per bank (named by the bank's title), a 'Points Possible' row first. The labkit student id goes into
-    `id_column` (the column Canvas matches students by) and into Student."""
+    """(columns, rows) of a Canvas gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, then two
+    columns per bank ('<title> (first try)', '<title> (best)'), a 'Points Possible' row first. The labkit student id
+    goes into `id_column` (the column Canvas matches students by) and into Student."""
     if id_column not in CANVAS_ID_CHOICES:
         raise ValueError(f"id_column must be one of {', '.join(CANVAS_ID_CHOICES)}, not {id_column!r}")
-    names = {b: info["title"] for b, info in grades.banks.items()}
-    if len(set(names.values())) < len(names):  # two banks with the same title: add the id to keep columns apart
-        names = {b: f"{t} ({b})" for b, t in names.items()}
+    names = _lms_names(grades)
     columns = CANVAS_COLUMNS + list(names.values())
     points = {c: "" for c in CANVAS_COLUMNS} | {"Student": CANVAS_POINTS_ROW}
-    points |= {names[b]: info["points"] for b, info in grades.banks.items()}
+    points |= {name: grades.banks[b]["points"] for (b, _), name in names.items()}
     rows = [points]
     for s in grades.students:
         row = {c: "" for c in CANVAS_COLUMNS} | {"Student": s, id_column: s}
-        rows.append(row | {names[b]: grades.scores[s][b] for b in grades.banks})
+        rows.append(row | _lms_scores(grades, s, names))
     return columns, rows
+
+
+def moodle_rows(grades: Grades, id_column: str = "Username") -> tuple[list[str], list[dict]]:
+    """(columns, rows) of a Moodle grade import (Grades > Import > CSV file): the labkit student id in `id_column`
+    (map it to the matching user field when importing), then two columns per bank as in the Canvas file."""
+    if id_column not in MOODLE_ID_CHOICES:
+        raise ValueError(f"id_column must be one of {', '.join(MOODLE_ID_CHOICES)}, not {id_column!r}")
+    names = _lms_names(grades)
+    return [id_column] + list(names.values()), [{id_column: s} | _lms_scores(grades, s, names)
+                                                for s in grades.students]
 
 
 def _question_stats(grades: Grades) -> list[dict]:
@@ -209,73 +337,96 @@ def _question_stats(grades: Grades) -> list[dict]:
 
 def _headline(grades: Grades) -> str:
     n, b = len(grades.students), len(grades.banks)
-    return (f"{n} student{'s' if n != 1 else ''}, {grades.points_possible} points in {b} "
+    text = (f"{n} student{'s' if n != 1 else ''}, {grades.points_possible} points in {b} "
             f"bank{'s' if b != 1 else ''}.")
+    if grades.deadline is not None:
+        utc = grades.deadline.astimezone(_dt.timezone.utc)
+        text += f" Deadline {utc.isoformat(timespec='minutes')}: later answers are not counted."
+    if grades.ungraded:
+        text += f" {len(grades.ungraded)} answers were not graded (listed at the end)."
+    return text
 
 
 def _pct(value) -> str:
     return "" if value == "" else f"{value:g} %"
 
 
-def report_markdown(grades: Grades) -> str:
-    """Per-bank scores and per-question statistics (with the most common wrong answers) as Markdown."""
-    n = len(grades.students)
-    bank_rows = []
+def _bank_table(grades: Grades) -> list[list]:
+    rows = []
+    n = max(1, len(grades.students))
     for b, info in grades.banks.items():
-        points = [grades.scores[s][b] for s in grades.students]
-        full = sum(1 for p in points if info["points"] and p == info["points"])
-        bank_rows.append([b, info["title"], info["points"], f"{sum(points) / n:.2f}", full])
-    lines = ["# Quiz results", "", _headline(grades), "",
-             markdown_table(["Bank", "Title", "Points", "Mean score", "Students with full marks"], bank_rows)]
+        best = [grades.scores[s][b] for s in grades.students]
+        first = [grades.first_scores[s][b] for s in grades.students]
+        full = sum(1 for p in first if info["points"] and p == info["points"])
+        rows.append([b, info["title"], info["points"], f"{sum(first) / n:.2f}", f"{sum(best) / n:.2f}", full])
+    return rows
+
+
+BANK_HEADERS = ["Bank", "Title", "Points", "Mean first-try score", "Mean best score",
+                "Students with full first-try marks"]
+QUESTION_HEADERS = ["Question", "Kind", "Students", "Right first try", "Right at some attempt", "Mean attempts",
+                    "Most common wrong answers"]
+LEGEND = ("First try: the student's first recorded answer was right (the first-try score; trying the options one "
+          "by one does not earn it). Right at some attempt: the best score. Wrong answers: how many students gave "
+          "each one (at any attempt).")
+UNGRADED_HEADERS = ["Student", "Bank", "Question", "Answer", "Time", "Why not graded"]
+
+
+def _ungraded_cells(grades: Grades) -> list[list]:
+    return [[u["student_id"], u["bank"], u["question"], u["answer"], u["ts"], u["reason"]] for u in grades.ungraded]
+
+
+def report_markdown(grades: Grades) -> str:
+    """Per-bank scores, per-question statistics (with the most common wrong answers) and the ungraded answers."""
+    lines = ["# Quiz results", "", _headline(grades), "", markdown_table(BANK_HEADERS, _bank_table(grades))]
     for b, info in grades.banks.items():
         rows = [[f"**{q['question']}** {q['prompt']}", q["kind"], q["students"],
-                 _pct(q["correct_pct"]) or "not graded", _pct(q["first_try_pct"]), q["mean_attempts"],
+                 _pct(q["first_try_pct"]) or "not graded", _pct(q["correct_pct"]), q["mean_attempts"],
                  "<br>".join(f"{a} ({k})" for a, k in q["wrong"]) or "-"]
                 for q in _question_stats(grades) if q["bank"] == b]
-        lines += ["", f"## {markdown_cell(info['title'])}", "",
-                  markdown_table(["Question", "Kind", "Students", "Correct", "Right first try", "Mean attempts",
-                                  "Most common wrong answers"], rows)]
-    lines += ["", "Correct: right at some attempt. Wrong answers: how many students gave each one (at any attempt)."]
+        lines += ["", f"## {markdown_cell(info['title'])}", "", markdown_table(QUESTION_HEADERS, rows)]
+    lines += ["", LEGEND]
+    if grades.ungraded:
+        lines += ["", "## Not graded", "",
+                  "These answers count in no score and no gradebook file.", "",
+                  markdown_table(UNGRADED_HEADERS, _ungraded_cells(grades))]
     return "\n".join(lines) + "\n"
 
 
 def report_html(grades: Grades) -> str:
     """The same report as a standalone HTML page."""
     e = html.escape
-    n = len(grades.students)
+
+    def table(headers, rows, numeric=()):
+        out = ["<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>"]
+        for row in rows:
+            out.append("<tr>" + "".join(f"<td class='n'>{e(str(c))}</td>" if i in numeric else f"<td>{c}</td>"
+                                        for i, c in enumerate(row)) + "</tr>")
+        return out + ["</table>"]
+
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8"><title>Quiz results</title>',
              "<style>body{font-family:sans-serif;max-width:75em;margin:2em auto;line-height:1.4}"
              "table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;"
              "vertical-align:top;text-align:left}th{background:#f3f3f3}td.n{text-align:right}"
              ".prompt{color:#555;font-size:90%}</style></head><body>",
-             "<h1>Quiz results</h1>",
-             f"<p>{e(_headline(grades))}</p>",
-             "<table><tr><th>Bank</th><th>Title</th><th>Points</th><th>Mean score</th>"
-             "<th>Students with full marks</th></tr>"]
+             "<h1>Quiz results</h1>", f"<p>{e(_headline(grades))}</p>"]
+    parts += table(BANK_HEADERS, [[e(str(c)) for c in r] for r in _bank_table(grades)], numeric={2, 3, 4, 5})
     for b, info in grades.banks.items():
-        points = [grades.scores[s][b] for s in grades.students]
-        full = sum(1 for p in points if info["points"] and p == info["points"])
-        parts.append(f"<tr><td>{e(b)}</td><td>{e(info['title'])}</td><td class='n'>{info['points']}</td>"
-                     f"<td class='n'>{sum(points) / n:.2f}</td><td class='n'>{full}</td></tr>")
-    parts.append("</table>")
-    for b, info in grades.banks.items():
-        parts += [f"<h2>{e(info['title'])}</h2>",
-                  "<table><tr><th>Question</th><th>Kind</th><th>Students</th><th>Correct</th><th>Right first try</th>"
-                  "<th>Mean attempts</th><th>Most common wrong answers</th></tr>"]
-        for q in (q for q in _question_stats(grades) if q["bank"] == b):
-            wrong = "<br>".join(f"{e(a)} ({k})" for a, k in q["wrong"]) or "-"
-            parts.append(f"<tr><td><b>{e(q['question'])}</b><div class='prompt'>{e(q['prompt'])}</div></td>"
-                         f"<td>{e(q['kind'])}</td><td class='n'>{q['students']}</td>"
-                         f"<td class='n'>{e(_pct(q['correct_pct']) or 'not graded')}</td>"
-                         f"<td class='n'>{e(_pct(q['first_try_pct']))}</td><td class='n'>{q['mean_attempts']}</td>"
-                         f"<td>{wrong}</td></tr>")
-        parts.append("</table>")
-    parts += ["<p>Correct: right at some attempt. Wrong answers: how many students gave each one (at any attempt).</p>",
-              "</body></html>"]
+        rows = [[f"<b>{e(q['question'])}</b><div class='prompt'>{e(q['prompt'])}</div>", e(q["kind"]),
+                 q["students"], _pct(q["first_try_pct"]) or "not graded", _pct(q["correct_pct"]), q["mean_attempts"],
+                 "<br>".join(f"{e(a)} ({k})" for a, k in q["wrong"]) or "-"]
+                for q in _question_stats(grades) if q["bank"] == b]
+        parts += [f"<h2>{e(info['title'])}</h2>"] + table(QUESTION_HEADERS, rows, numeric={2, 3, 4, 5})
+    parts.append(f"<p>{e(LEGEND)}</p>")
+    if grades.ungraded:
+        parts += ["<h2>Not graded</h2>", "<p>These answers count in no score and no gradebook file.</p>"]
+        parts += table(UNGRADED_HEADERS, [[e(str(c)) for c in r] for r in _ungraded_cells(grades)])
+    parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def write_reports(grades: Grades, out: str | Path, canvas_id: str = "SIS User ID") -> dict[str, Path]:
+def write_reports(grades: Grades, out: str | Path, canvas_id: str = "SIS User ID",
+                  moodle_id: str = "Username") -> dict[str, Path]:
     """Write every output next to `out` (the per-answer CSV); returns what was written, by kind."""
     out = Path(out)
     base = out.with_suffix("") if out.suffix else out
@@ -289,6 +440,9 @@ def write_reports(grades: Grades, out: str | Path, canvas_id: str = "SIS User ID
     paths["scores"] = write_csv(rows, sibling("_scores.csv"), columns)
     columns, rows = canvas_rows(grades, canvas_id)
     paths["canvas"] = write_csv(rows, sibling("_canvas.csv"), columns)
+    columns, rows = moodle_rows(grades, moodle_id)
+    paths["moodle"] = write_csv(rows, sibling("_moodle.csv"), columns)
+    paths["ungraded"] = write_csv(grades.ungraded, sibling("_ungraded.csv"), UNGRADED_COLUMNS)
     paths["markdown"] = sibling("_report.md")
     paths["markdown"].write_text(report_markdown(grades), encoding="utf-8")
     paths["html"] = sibling("_report.html")

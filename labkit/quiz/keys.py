@@ -1,8 +1,10 @@
 """Salted answer hashes and answer-keyed encryption of explanations (no plaintext keys in released files).
 
 What this protects against: a student reading the bank file or the notebook JSON and seeing the answer.
-It does not stop a determined student who brute-forces a four-option question with this code; that is fine
-for a practice quiz, and the grader re-checks every recorded answer against the bank anyway.
+A quiz with instant feedback is an oracle by nature: what keeps it fair is that every check through the quiz API
+(`Question.check`, the widget's button) is an attempt on the record, so probing the options shows up as attempts
+and costs the first-try score. It does not stop a determined student who rebuilds the hashes with this module;
+the grader re-checks every recorded answer against the bank anyway.
 """
 from __future__ import annotations
 

@@ -12,15 +12,24 @@ from pathlib import Path
 
 RESPONSES_ENV = "LABKIT_RESPONSES_DIR"
 STUDENT_ENV = "LABKIT_STUDENT_ID"
+HUB_USER_ENV = "JUPYTERHUB_USER"  # set by JupyterHub in every single-user server and its kernels
 RECORD_VERSION = 1
 
 
 def resolve_student_id(student_id: str | None = None) -> str:
-    """The student id: the parameter, else $LABKIT_STUDENT_ID, else the login name, else 'student'."""
+    """The student id, first found of:
+
+    1. the `student_id` parameter (a notebook's parameters cell);
+    2. $JUPYTERHUB_USER: on a JupyterHub every student's server runs as the same OS user (`jovyan` on
+       zero-to-jupyterhub images), and this is the only thing that tells the students apart;
+    3. $LABKIT_STUDENT_ID (set by hand or by a course's environment, off a hub);
+    4. the login name; 5. 'student'.
+    """
     if student_id not in (None, ""):
         return str(student_id)
-    if os.environ.get(STUDENT_ENV):
-        return os.environ[STUDENT_ENV]
+    for env in (HUB_USER_ENV, STUDENT_ENV):
+        if os.environ.get(env, "").strip():
+            return os.environ[env].strip()
     try:
         return getpass.getuser() or "student"
     except Exception:  # no login name in some containers
@@ -33,18 +42,22 @@ def default_responses_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".labkit" / "responses"
 
 
+def safe_name(student_id: str) -> str:
+    """A student id as a file name: letters, digits, '.', '_' and '-' (the raw id stays inside each record)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(student_id)).strip("._") or "student"
+
+
 def response_path(student_id: str, directory: str | Path | None = None) -> Path:
     """The JSONL file of one student; the id is made filename-safe (the raw id stays inside each record)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", student_id).strip("._") or "student"
     return Path(directory) if str(directory or "").endswith(".jsonl") else (
-        Path(directory or default_responses_dir()) / f"{safe}.jsonl")
+        Path(directory or default_responses_dir()) / f"{safe_name(student_id)}.jsonl")
 
 
 FILE_MODE = 0o600  # answers are personal: only their owner reads them
 DIR_MODE = 0o700
 
 
-def _make_private_dirs(directory: Path) -> None:
+def make_private_dirs(directory: Path) -> None:
     """Create a folder and any missing parents, each one readable by its owner only."""
     missing = []
     while not directory.exists():
@@ -65,7 +78,7 @@ def append_line(path: str | Path, record: dict) -> None:
 
     A new file is created 0600 and new folders 0700; existing ones keep their permissions."""
     path = Path(path)
-    _make_private_dirs(path.parent)
+    make_private_dirs(path.parent)
     line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, FILE_MODE)
@@ -115,8 +128,11 @@ class ResponseLog:
         self.previous = read_records(self.path, warn=False)  # answers from earlier sessions (kernel restarts)
 
     def attempts(self, bank: str, question: str) -> int:
-        """How many answers this student has given to a question, across sessions."""
-        return sum(1 for r in self.previous + self.records if r.get("bank") == bank and r.get("question") == question)
+        """How many answers this student has given to a question, across sessions: read from the file each time,
+        so two quizzes or notebooks open at once (or a check from code) keep one numbering."""
+        pool = read_records(self.path, warn=False) + self.unsaved
+        return sum(1 for r in pool if r.get("bank") == bank and r.get("question") == question
+                   and str(r.get("student_id", self.student_id)) == self.student_id)
 
     def record(self, bank: str, question: str, kind: str, answer, correct) -> tuple[dict, str | None]:
         """Record one answer; returns (record, warning text or None when it could not be saved)."""
@@ -155,3 +171,16 @@ class ResponseLog:
             append_line(path, rec)
         self.unsaved = []
         return path
+
+
+_DEFAULT_LOGS: dict[tuple[str, str], ResponseLog] = {}
+
+
+def default_log() -> ResponseLog:
+    """The log a question's `check` records into when it belongs to no Quiz: this student's usual file
+    (resolve_student_id, default_responses_dir), one per kernel so attempt numbers keep counting."""
+    student = resolve_student_id(None)
+    key = (student, str(response_path(student)))
+    if key not in _DEFAULT_LOGS:
+        _DEFAULT_LOGS[key] = ResponseLog(student)
+    return _DEFAULT_LOGS[key]

@@ -180,7 +180,7 @@ class QuestionView:
 
     def restore(self, record: dict) -> Result | None:
         """Show an answer from an earlier session (re-checked against the bank), without recording it again."""
-        result = self.question.check(record.get("answer"))
+        result = self.question._grade(record.get("answer"))  # shown again, not a new attempt
         if result.problem:  # no longer a valid answer (e.g. the option was reworded): leave the question blank
             return None
         self.set_value(result.answer)
@@ -188,14 +188,12 @@ class QuestionView:
         return result
 
     def submit(self) -> Result:
-        """Check the current answer, record it and show feedback."""
+        """Check the current answer (which records it in the quiz's log) and show feedback."""
         result = self.question.check(self.value())
         if result.problem:
             self.feedback.value = f"<span class='labkit-info'>ℹ {html.escape(result.problem)}</span>"
             return result
-        _, warning = self.quiz.log.record(self.question.bank, self.question.id, self.question.kind,
-                                          result.answer, result.correct)
-        self.feedback.value = feedback_html(self.question, result, warning)
+        self.feedback.value = feedback_html(self.question, result, result.warning)
         self.quiz._update_score()
         return result
 
@@ -230,6 +228,8 @@ class Quiz:
         self.bank, self.shuffle = bank, shuffle
         self.log = ResponseLog(student_id, responses)
         chosen = [bank.question(q) for q in questions] if questions else list(bank.questions)
+        for q in bank.questions:  # every check of this bank's questions, from a widget or from code, goes on record
+            q.log = self.log
         self.views = {q.id: QuestionView(self, q, i + 1) for i, q in enumerate(chosen)}
         title = widgets.HTML(f"<h3>{html.escape(bank.title)}</h3>"
                              f"<small>Answers are saved for <code>{html.escape(self.log.student_id)}</code> "
@@ -252,7 +252,7 @@ class Quiz:
                 and str(r.get("student_id", self.log.student_id)) == self.log.student_id]
         for rec in mine:
             question = self.views[rec["question"]].question
-            if question.kind != "text" and question.check(rec.get("answer")).correct:
+            if question.kind != "text" and question._grade(rec.get("answer")).correct:
                 self._earlier_right.add(question.id)
             self.earlier[question.id] = rec  # records are in file order, so the last one wins
         for qid, rec in self.earlier.items():
@@ -319,7 +319,7 @@ def show_quiz(bank: str = "00", student_id: str | None = None, questions: list[s
     """Show a quiz bank's questions (all, or the listed ids) and return the Quiz that keeps the answers.
 
     bank: a bank id like "00" (packaged) or a path to a .yaml bank.
-    student_id: whose answers; None falls back to $LABKIT_STUDENT_ID, then the login name.
+    student_id: whose answers; None falls back to $JUPYTERHUB_USER, then $LABKIT_STUDENT_ID, then the login name.
     responses: a folder or .jsonl file; None means $LABKIT_RESPONSES_DIR, else ~/.labkit/responses.
     shuffle: show choice options in an order of their own for each student and question (grading is unchanged).
     Earlier answers in the student's response file are shown again and count in the score.

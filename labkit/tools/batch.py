@@ -5,6 +5,12 @@ the same spec again skips finished runs and retries the rest. Runs execute throu
 `labkit.tools.runner.execute_notebook`
 on local worker threads (one per GPU by default) or on a Dask cluster (`--scheduler tcp://HOST:PORT`).
 The spec format is documented in docs/batches.md.
+
+Ctrl-C (SIGINT) and SIGTERM end a batch within seconds: while runs execute, the signal only sets a flag that the
+main loop reads between waits of at most `POLL_S` seconds, so no exception lands inside the bookkeeping of a
+thread pool (an interrupt raised while `concurrent.futures` held a future's lock could leave that lock taken, and
+the run's thread, unable to report its result, then kept the pool from closing); children are started and
+registered under one lock in `execute_notebook`, so a stop never misses a child that was being started.
 """
 from __future__ import annotations
 
@@ -17,13 +23,17 @@ import os
 import queue
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from labkit._io import folder_problem
+from labkit.params import absolute_paths
 from labkit.tools.bands import find_bands, load_bands
 from labkit.tools.notebooks import available_notebooks, resolve_notebook
 from labkit.tools.runner import (
@@ -44,6 +54,10 @@ SPEC_KEYS = {"name", "notebooks", "notebooks_dir", "tier", "parameters", "grid",
              "kernel", "cell_timeout", "timeout", "headline", "reference_bands"}
 NOTEBOOK_KEYS = {"notebook", "parameters", "grid", "headline"}
 DEFAULT_RETRIES = 1
+POLL_S = 0.25  # the longest the main loop waits before it looks at the stop flag again
+
+# Set by the SIGINT/SIGTERM handler of `labkit batch` (see `stop_signals`); the main loop turns it into a stop.
+STOP_REQUESTED = threading.Event()
 
 
 class SpecError(ValueError):
@@ -309,6 +323,7 @@ class LocalPool:
 
     def __init__(self, workers: int, gpus: list[str]):
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labkit-run")
+        self.futures: list[concurrent.futures.Future] = []
         self.slots: queue.Queue = queue.Queue()
         for i in range(workers):
             self.slots.put(gpus[i % len(gpus)] if gpus else None)
@@ -335,16 +350,27 @@ class LocalPool:
 
     def submit(self, job: dict, key: str):
         """Start one run on a free thread; returns a concurrent.futures.Future."""
-        return self.executor.submit(self._execute, job)
+        future = self.executor.submit(self._execute, job)
+        self.futures = [f for f in self.futures if not f.done()] + [future]
+        return future
 
-    def wait_any(self, futures):
-        """Block until at least one run finishes; return the finished futures."""
-        done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
+    def wait_any(self, futures, timeout: float | None = None):
+        """The runs that finished, waiting until one does or `timeout` seconds pass (then possibly none)."""
+        done, _ = concurrent.futures.wait(futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED)
         return done
 
     def close(self) -> None:
-        """Wait for the threads (their notebooks were already stopped on Ctrl-C)."""
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        """Cancel queued runs and wait for the running ones (on Ctrl-C their notebooks were already stopped).
+
+        The wait is a loop of short waits that stops any child again while a stop is under way, so no thread
+        can keep the batch open.
+        """
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        while any(not f.done() for f in self.futures):
+            if STOPPING.is_set():
+                stop_all()
+            concurrent.futures.wait(self.futures, timeout=POLL_S)
+        self.executor.shutdown(wait=True)
 
 
 class DaskPool:
@@ -367,11 +393,20 @@ class DaskPool:
         # pure=False and a unique key: a rerun must execute again, never reuse a cached Dask result
         return self.client.submit(execute_notebook, key=key, pure=False, **job)
 
-    def wait_any(self, futures):
-        """Block until at least one run finishes; return the finished futures."""
+    def wait_any(self, futures, timeout: float | None = None):
+        """The runs that finished, waiting until one does or `timeout` seconds pass (then possibly none)."""
         from distributed import wait
 
-        return wait(list(futures), return_when="FIRST_COMPLETED").done
+        try:
+            return wait(list(futures), timeout=timeout, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            return set()
+
+    @staticmethod
+    def forget(future) -> None:
+        """Drop a finished run's result from the cluster: a result held there is recomputed (the notebook run again
+        over a finished run) when the worker holding it dies while this client still refers to it."""
+        future.release()
 
     def close(self) -> None:
         """Disconnect; the cluster itself keeps running."""
@@ -393,8 +428,35 @@ def _lost_record(batch_dir: Path, run: Run, attempt: int, exc: BaseException) ->
     return record
 
 
+def _request_stop(signum, frame) -> None:
+    """Handler of SIGINT and SIGTERM while a batch runs: only a flag, read by the main loop within POLL_S."""
+    STOP_REQUESTED.set()
+
+
+class stop_signals:
+    """While inside, Ctrl-C and SIGTERM set STOP_REQUESTED instead of raising wherever the main thread is.
+
+    Outside the main thread (where handlers cannot be installed) it does nothing and Ctrl-C raises as usual.
+    """
+
+    def __enter__(self):
+        STOP_REQUESTED.clear()
+        self.previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, _request_stop)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
 def execute_batch(batch: Batch, batch_dir: Path, pool, max_inflight: int, progress: bool = True) -> dict[str, str]:
-    """Run every not-yet-done run, retrying failures up to batch.retries times; return run id -> final status."""
+    """Run every not-yet-done run, retrying failures up to batch.retries times; return run id -> final status.
+
+    Raises KeyboardInterrupt on Ctrl-C (or when STOP_REQUESTED is set), after stopping every run in flight.
+    """
     from tqdm.auto import tqdm
 
     STOPPING.clear()
@@ -406,25 +468,32 @@ def execute_batch(batch: Batch, batch_dir: Path, pool, max_inflight: int, progre
     bar = tqdm(total=len(todo), unit="run", desc=batch.name, disable=None if progress else True, file=sys.stderr)
     try:
         while pending or inflight:
+            if STOP_REQUESTED.is_set():
+                raise KeyboardInterrupt
             while pending and len(inflight) < max_inflight:
                 run, attempt = pending.pop(0)
                 total_attempt = previous[run.run_id] + attempt
+                # a relative data path is the caller's (the kernel runs in the notebook's folder)
                 job = {"source": str(run.source), "out_dir": str(run_dir(batch_dir, run)),
-                       "parameters": run.parameters, "name": run.notebook, "kernel": batch.kernel,
+                       "parameters": absolute_paths(run.notebook, run.parameters), "name": run.notebook,
+                       "kernel": batch.kernel,
                        "cell_timeout": batch.cell_timeout, "timeout": batch.timeout,
                        "extra": {"run_id": run.run_id, "batch": batch.name, "attempt": total_attempt}}
                 key = f"labkit-{run.run_id}-{total_attempt}-{time.time_ns()}"
                 inflight[pool.submit(job, key)] = (run, attempt)
-            for fut in pool.wait_any(list(inflight)):
+            for fut in pool.wait_any(list(inflight), timeout=POLL_S):
                 run, attempt = inflight.pop(fut)
                 try:
                     record = fut.result()
                 except Exception as exc:  # the worker died under the run; nothing else is affected
                     record = _lost_record(batch_dir, run, previous[run.run_id] + attempt, exc)
+                getattr(pool, "forget", lambda f: None)(fut)
                 if record["status"] == "done":
                     final[run.run_id] = "done"
                     bar.update(1)
                     bar.write(f"done    {run.run_id} ({record.get('duration_s', 0):.0f} s)")
+                    for warning in record.get("warnings") or []:
+                        bar.write(f"        warning: {warning}")
                 elif attempt <= batch.retries and not STOPPING.is_set():
                     bar.write(f"retry   {run.run_id}: {record['error']['message']}")
                     pending.append((run, attempt + 1))
@@ -498,6 +567,11 @@ def run(args: argparse.Namespace) -> int:
 
     interrupted = False
     if not args.report_only and done_before < len(batch.runs):
+        where = folder_problem(args.out, create=True)
+        if where:
+            print(f"labkit batch: nothing was run: cannot write the results: {where}; pass --out FOLDER, a folder "
+                  "you can write to", file=sys.stderr)
+            return 2
         batch_dir.mkdir(parents=True, exist_ok=True)
         write_json_atomic(batch_dir / "batch.json", {
             "name": batch.name, "spec": str(batch.spec_path), "tier": batch.tier, "swept": batch.swept,
@@ -512,12 +586,13 @@ def run(args: argparse.Namespace) -> int:
             pool, max_inflight = LocalPool(workers, gpus), workers
             where = f"{workers} local worker(s)" + (f" on GPU(s) {','.join(gpus)}" if gpus else " (CPU)")
         print(f"running on {where}, retries={batch.retries}", flush=True)
-        try:
-            execute_batch(batch, batch_dir, pool, max_inflight, progress=not args.no_progress)
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            pool.close()
+        with stop_signals():  # Ctrl-C sets a flag; the loop stops every run and returns within seconds
+            try:
+                execute_batch(batch, batch_dir, pool, max_inflight, progress=not args.no_progress)
+            except KeyboardInterrupt:
+                interrupted = True
+            finally:
+                pool.close()
     if interrupted:
         print(f"\nlabkit batch: interrupted. Finished runs are kept in {batch_dir}/; run the same command again "
               "to do only what is missing.", file=sys.stderr)

@@ -16,6 +16,7 @@ from labkit.tools.bands import BANDS_FILE, band_verdict, find_bands, load_bands
 
 __all__ = ["BANDS_FILE", "band_verdict", "find_bands", "load_bands", "summarise", "run_rows", "headline_metrics",
            "plot_metric", "aggregate_claims", "claims_markdown", "publish_claims", "update_readme_claims",
+           "resolve_share", "ledger_meta",
            "write_report"]
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -171,17 +172,51 @@ def claims_markdown(claim_rows: list[dict], params: Sequence[str] = ()) -> str:
     return ledger_markdown(claim_rows, {**{p: p for p in params}, "single runs": "note"})
 
 
+def _course_order(claim_rows: list[dict]) -> list[dict]:
+    """Rows by notebook (00 first), each notebook's claims in the order it declares them."""
+    return sorted(claim_rows, key=lambda r: str(r.get("notebook", "")))
+
+
+def resolve_share(claim_rows: Sequence[Mapping]) -> tuple[int, int]:
+    """(holds + fails, judged): how many of the judged claims the evidence settles."""
+    verdicts = [r.get("verdict") for r in claim_rows]
+    judged = sum(v in ("holds", "fails", "unresolved") for v in verdicts)
+    return sum(v in ("holds", "fails") for v in verdicts), judged
+
+
+def ledger_meta(claim_rows: Sequence[Mapping], commit: str, seeds: Sequence, tier: str) -> dict:
+    """What the published ledger was measured from: the commit, seeds, and a fingerprint of each notebook's claim
+    declarations (`labkit.claims.declarations_fingerprint`), which the tests compare with the notebooks."""
+    from labkit.claims import count_line, declarations_fingerprint
+
+    by_nb: dict[str, list] = {}
+    for r in claim_rows:
+        by_nb.setdefault(str(r.get("notebook", "")), []).append(r)
+    settled, judged = resolve_share(claim_rows)
+    return {"commit": commit, "measured": time_now(), "tier": tier, "seeds": list(seeds),
+            "count_line": count_line(claim_rows), "claims": len(claim_rows), "settled": settled, "judged": judged,
+            "declarations": {nb: declarations_fingerprint(rows) for nb, rows in sorted(by_nb.items())},
+            "ids": {nb: [r["id"] for r in rows] for nb, rows in sorted(by_nb.items())}}
+
+
 def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: str, runs: list[dict],
                    tier: str, params: Sequence[str] = ()) -> Path:
-    """Write the over-seeds ledger as a dated, reproducible page (Markdown + CSV next to it), e.g. docs/claims.md."""
+    """Write the over-seeds ledger as a dated, reproducible page: Markdown, CSV and a meta JSON next to it (e.g.
+    docs/claims.md, .csv, .json), and one reproduction report per cited source in `reproductions/` beside it."""
+    import json
     import platform
     import subprocess
 
     from labkit.claims import count_line
     from labkit.repro import cpu_signature
+    from labkit.sources import SETTINGS, cite
+    from labkit.tools.reproductions import write_reports
 
     md_path = Path(md_path)
     md_path.parent.mkdir(parents=True, exist_ok=True)
+    claim_rows = _course_order(claim_rows)
+    for r in claim_rows:
+        r["source_ref"] = r.get("source", "")
     csv_path = md_path.with_suffix(".csv")
     write_ledger_csv(claim_rows, csv_path)
     try:
@@ -192,19 +227,32 @@ def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: 
     done = [r for r in runs if r.get("status") == "done"]
     seeds = sorted({r["parameters"].get("seed") for r in done if r["parameters"].get("seed") is not None})
     minutes = sum(float(r.get("duration_s") or 0) for r in done) / 60
+    meta = ledger_meta(claim_rows, commit, seeds, tier)
+    md_path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
+    reports = write_reports(claim_rows, md_path.parent / "reproductions", settings=SETTINGS)
     import torch
 
+    settled, judged = meta["settled"], meta["judged"]
+    shown = [dict(r, source=cite(r["source"]) if r.get("source") else "") for r in claim_rows]
     lines = ["# The course's claims over seeds", "",
-             f"**{count_line(claim_rows)}** ({len(claim_rows)} claims, {tier} tier, seeds {seeds}).", "",
-             f"- Measured: {time_now()} on `{cpu_signature()}`, {os.cpu_count()} cores, Python "
-             f"{platform.python_version()}, torch {torch.__version__}; labkit commit `{commit}`.",
+             f"**{count_line(claim_rows)}** ({len(claim_rows)} claims, {tier} tier, seeds {seeds}); "
+             f"{settled} of {judged} judged claims resolve (hold or fail).", "",
+             f"- Measured: {meta['measured']} on `{cpu_signature()}`, {os.cpu_count()} cores, Python "
+             f"{platform.python_version()}, torch {torch.__version__}; labkit commit `{commit}` (the claim "
+             "declarations' fingerprints are in the JSON beside this page; `make test` fails when a notebook's "
+             "declarations no longer match them).",
              f"- Reproduce: `{command}` ({len(done)} runs, {minutes:.0f} min of notebook time in all).",
-             "- Rule (`labkit.claims`): within a run, a paired comparison over the shared test items (effect = mean "
-             "per-item difference, 95 % interval); across seeds, the interval adds the spread between seeds. "
-             "**holds**: the whole interval agrees with the claim; **fails**: the whole interval disagrees; "
-             "**unresolved**: it straddles the claim's boundary (the row says what would settle it).",
-             f"- The same table as CSV: [{csv_path.name}]({csv_path.name}).", "",
-             claims_markdown(claim_rows, params), ""]
+             "- Rule (`labkit.claims`, `labkit.estimate`): the per-item scores of every seed form an items x seeds "
+             "matrix; the 95 % interval of the mean effect splits its variance into item, seed and churn parts "
+             "(Satterthwaite's degrees of freedom; for 0/1 pairs a paired score interval widened by that split), "
+             "and generalises over test items and training seeds. Each comparison declares the smallest effect "
+             "that matters. **holds**: the whole interval is inside the claim's region; **fails**: wholly outside "
+             "it (a tight tie below the smallest effect that matters fails); **unresolved**: it straddles a "
+             "boundary, and the row says what would settle it at 80 % power. A claim a seed could not measure "
+             "gets no verdict. **edge**: two test items flipped either way would change the verdict.",
+             f"- The same table as CSV: [{csv_path.name}]({csv_path.name}); reproduction reports per source: "
+             + ", ".join(f"[{p.stem}](reproductions/{p.name})" for p in reports) + ".", "",
+             claims_markdown(shown, params), ""]
     md_path.write_text("\n".join(lines))
     return md_path
 
@@ -222,9 +270,11 @@ def update_readme_claims(readme: str | os.PathLike, md_path: str | os.PathLike, 
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     link = os.path.relpath(md_path, readme.parent)
+    settled, judged = resolve_share(claim_rows)
     block = (f"\nOver {n_seeds} seeds ({tier} tier, {time_now()}): **{count_line(claim_rows)}** of "
-             f"{len(claim_rows)} claims. Every claim, its interval and the command that reproduces it: "
-             f"[{link}]({link}).\n")
+             f"{len(claim_rows)} claims; {settled} of {judged} judged claims resolve. Every claim, its interval and "
+             f"the command that reproduces it: [{link}]({link}); a reproduction report per source in "
+             "[docs/reproductions](docs/reproductions).\n")
     readme.write_text(f"{head}{start}{block}{end}{tail}")
     return True
 

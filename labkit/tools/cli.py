@@ -11,7 +11,8 @@ SUBCOMMANDS = {
     "run": ("labkit.tools.runner", "execute notebooks in quick (or full) mode with papermill and print their numbers"),
     "batch": ("labkit.tools.batch", "run a parameter sweep from a SPEC.yaml with papermill (resumable, Dask optional)"),
     "release": ("labkit.tools.release", "generate student notebooks/ from solutions/ (or --check for drift)"),
-    "quiz": ("labkit.quiz.cli", "quiz tools: `labkit quiz grade DIR`"),
+    "ledger-check": ("labkit.tools.ledger_check", "is the published claims ledger in step with the notebooks?"),
+    "quiz": ("labkit.quiz.cli", "quiz tools: submit, collect, grade, init-exchange, validate"),
 }
 
 

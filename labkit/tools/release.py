@@ -7,20 +7,25 @@ Solutions are the single source. In a code cell:
 becomes `# YOUR CODE HERE` plus a runnable placeholder: the block's `### PLACEHOLDER <code>` lines, or, when
 there are none, `name = None` for every name the block assigns. Every code cell of a student notebook has its
 outputs and execution count cleared (students run the cells themselves). Output is deterministic, so --check can
-compare bytes.
+compare bytes. Writing is all-or-nothing: every destination folder is checked first, every file is written to a
+temporary file beside its target, and only when all of them are written are they moved into place.
 """
 from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import json
+import os
 import re
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
 import yaml
 
+from labkit._io import _FILE_MODE, folder_problem
 from labkit.quiz.bank import BankError, compile_source, dump_compiled, read_yaml
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*BEGIN SOLUTION[ \t]*$")
@@ -228,6 +233,29 @@ def plan(solutions: Path, notebooks: Path, banks: Path) -> tuple[dict[Path, str]
     return files, stale
 
 
+def write_all(files: dict[Path, str]) -> None:
+    """Write every file or none: each goes to a temporary file beside its target, then all are moved into place.
+
+    Raises OSError (with nothing changed) when any temporary file cannot be written.
+    """
+    written: list[tuple[Path, Path]] = []
+    try:
+        for target, text in files.items():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            written.append((Path(tmp), target))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+            os.chmod(tmp, _FILE_MODE)  # what a plain open() gives (mkstemp makes 0600)
+    except BaseException:
+        for tmp, _ in written:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        raise
+    for tmp, target in written:  # same folder, same file system: each move is one rename
+        os.replace(tmp, target)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `labkit release`."""
     parser.add_argument("--check", action="store_true",
@@ -256,9 +284,19 @@ def run(args: argparse.Namespace) -> int:
             print(f"drift: {p} has no source in {args.solutions}/ (delete it)")
         print("Released files are out of date: run `labkit release` and commit the result.", file=sys.stderr)
         return 1
+    problems = [f"--{option} {where}" for option, folder in (("notebooks", args.notebooks), ("banks", args.banks))
+                if (where := folder_problem(folder))]
+    if problems:
+        print(f"error: nothing was written: {'; '.join(problems)}. Pass --notebooks and --banks folders you can "
+              "write to.", file=sys.stderr)
+        return 1
+    try:
+        write_all({p: files[p] for p in changed})
+    except OSError as exc:
+        print(f"error: nothing was written: {exc.filename or ''} {exc.strerror or exc}. Pass --notebooks and "
+              "--banks folders you can write to.", file=sys.stderr)
+        return 1
     for p in changed:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_text(files[p], encoding="utf-8")
         print(f"wrote {p}")
     for p in stale:
         print(f"note: {p} has no source in {args.solutions}/; delete it if it is obsolete")

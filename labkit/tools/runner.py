@@ -2,7 +2,8 @@
 
 The one function that executes a notebook, `execute_notebook`, is shared with `labkit batch`: it runs papermill in a
 child process (so a per-run time limit can stop it and a crashing kernel cannot take the caller down), injects
-`results_path`, and writes a status file atomically next to the executed notebook.
+`results_path`, and writes a status file atomically next to the executed notebook. The kernel's temporary files
+(e.g. Hugging Face Trainer checkpoints) go to a folder of the run that is removed when the run ends, however it ends.
 """
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import ast
 import json
 import logging
 import os
+import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -19,8 +23,9 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from labkit._io import atomic_write
+from labkit._io import CACHE_ENV, atomic_write, cache_root, folder_problem
 from labkit._tables import flatten_numbers, format_value, markdown_table, text_table
+from labkit.params import absolute_paths
 from labkit.results import RESULTS_SUFFIX
 from labkit.tools.bands import band_verdict, bands_for, find_bands, load_bands
 from labkit.tools.notebooks import find_notebooks
@@ -169,10 +174,17 @@ def _started_cell(output: Path) -> dict | None:
     return {"cell": last.get("execution_count"), "source": last.source}
 
 
+def first_code_line(source: str) -> str:
+    """The line a student recognises a cell by: its first line that is not blank, a comment or a `# NBVAL_...`
+    marker (the first non-blank line when the cell is only comments)."""
+    lines = [ln.strip() for ln in str(source or "").splitlines() if ln.strip()]
+    return next((ln for ln in lines if not ln.startswith("#")), lines[0] if lines else "")
+
+
 def _describe_error(error: dict, name: str, kernel: str) -> str:
     """One readable line: which cell failed, with what, and what to do next when we know."""
     where = f"In [{error['cell']}]" if error.get("cell") is not None else "before the first cell ran"
-    first_line = next((ln.strip() for ln in str(error.get("source") or "").splitlines() if ln.strip()), "")
+    first_line = first_code_line(error.get("source") or "")
     if first_line:
         where += f" `{first_line[:70]}`"
     what = f"{error.get('ename', 'Error')}: {error.get('evalue', '')}".strip().rstrip(":")
@@ -188,6 +200,36 @@ def _describe_error(error: dict, name: str, kernel: str) -> str:
     elif ename == "CellTimeoutError":
         message += " -- raise the per-cell timeout (--timeout / cell_timeout) or make the cell lighter"
     return message
+
+
+_WARNING_LINE = re.compile(r"(?:^|:\d+: )(?P<text>[A-Z]\w*Warning: .+)$")
+MAX_WARNINGS = 10
+
+
+def notebook_warnings(output: Path) -> list[str]:
+    """Warnings an executed notebook showed (a `...Warning:` line on stderr, or a printed line starting with
+    WARNING), each with the cell it came from, so the console shows what the notebook shows (e.g. skipped images)."""
+    try:
+        import nbformat
+
+        nb = nbformat.read(str(output), as_version=4)
+    except Exception:
+        return []
+    found: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "stream":
+                continue
+            for line in str(out.get("text", "")).splitlines():
+                line = line.strip()
+                m = _WARNING_LINE.search(line) if out.get("name") == "stderr" else None
+                text = m.group("text") if m else (line if line.startswith("WARNING") else None)
+                if text:
+                    found.append(f"In [{cell.get('execution_count')}] `{first_code_line(cell.source)[:60]}`: "
+                                 f"{text[:300]}")
+    return list(dict.fromkeys(found))[:MAX_WARNINGS]
 
 
 def _child_main(job_file: str) -> int:
@@ -264,36 +306,58 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
            "outcome": str(outcome_file), "parent_pid": os.getpid()}
     job_file = out_dir / f".{name}.job.json"
     write_json_atomic(job_file, job)
+    scratch = out_dir / f".{name}.tmp"  # the kernel's temporary files (Trainer checkpoints), removed below
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
     child_env = {**os.environ, **dict(env or {})}
     child_env.setdefault("PYTHONUNBUFFERED", "1")  # the log shows output as it happens, even after a kill
+    child_env.update(TMPDIR=str(scratch), TMP=str(scratch), TEMP=str(scratch))
+    if not (env or {}).get(CACHE_ENV):  # one cache for every run, wherever its kernel runs
+        child_env[CACHE_ENV] = str(cache_root())
     started = time.monotonic()
     error: dict[str, Any] | None = None
-    with open(log, "w") as log_fh:
-        proc = subprocess.Popen([sys.executable, "-m", "labkit.tools.runner", "--child", str(job_file)],
-                                stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env)
-        with _ACTIVE_LOCK:
-            _ACTIVE.add(proc)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+    stopped: BaseException | None = None  # Ctrl-C (or a stop signal) while this notebook ran
+    proc: subprocess.Popen | None = None
+    try:
+        with open(log, "w") as log_fh:
+            # Started and registered under the lock, and only while no stop is under way: `stop_all` (which takes
+            # the lock after setting STOPPING) either sees this child or keeps it from starting. Without that, an
+            # interrupt between the start and the registration left a notebook running that nothing would stop.
+            with _ACTIVE_LOCK:
+                if not STOPPING.is_set():
+                    proc = subprocess.Popen([sys.executable, "-m", "labkit.tools.runner", "--child", str(job_file)],
+                                            stdout=log_fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            env=child_env)
+                    _ACTIVE.add(proc)
+            if proc is not None:
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    _kill_tree(proc)
+                    proc.wait()
+                    error = {"ename": "RunTimeout",
+                             "evalue": f"stopped after {timeout:g} s (the whole-notebook limit); "
+                                       "raise `timeout` or lighten the run"}
+    except BaseException as exc:  # KeyboardInterrupt in the caller: leave no kernel behind, then say so below
+        stopped = exc
+        if proc is not None:
             _kill_tree(proc)
             proc.wait()
-            error = {"ename": "RunTimeout",
-                     "evalue": f"stopped after {timeout:g} s (the whole-notebook limit); "
-                               "raise `timeout` or lighten the run"}
-        except BaseException:  # KeyboardInterrupt in the caller: leave no kernel behind
-            _kill_tree(proc)
-            proc.wait()
-            raise
-        finally:
+    finally:
+        if proc is not None:
             with _ACTIVE_LOCK:
                 _ACTIVE.discard(proc)
+        shutil.rmtree(scratch, ignore_errors=True)
     duration = time.monotonic() - started
     outcome = read_json(outcome_file) or {}
+    interrupted = stopped is not None or STOPPING.is_set()
+    if stopped is not None or (proc is None and error is None):
+        error = {"ename": "Interrupted", "evalue": "interrupted (Ctrl-C or a stop signal) before the notebook "
+                                                  "finished; run it again"}
     if error is None and not outcome.get("ok"):
         error = outcome.get("error") or {
-            "ename": "Killed" if STOPPING.is_set() else "ChildDied",
-            "evalue": ("interrupted" if STOPPING.is_set() else
+            "ename": "Killed" if interrupted else "ChildDied",
+            "evalue": ("interrupted" if interrupted else
                        f"the papermill process exited with code {proc.returncode} without a result; see the log")}
     if error is not None and "cell" not in error:
         error.update(_started_cell(output) or {})
@@ -301,6 +365,7 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
     outcome_file.unlink(missing_ok=True)
 
     record.update(finished_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), duration_s=round(duration, 2), numbers={})
+    record["warnings"] = notebook_warnings(output) if output.exists() else []
     if error is None:
         record["status"] = "done"
         recorded = read_json(results)
@@ -311,10 +376,12 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
             record["numbers"] = recorded.get("numbers", {})
             record["claims"] = recorded.get("claims", [])
     else:
-        record["status"] = "interrupted" if STOPPING.is_set() else "failed"
+        record["status"] = "interrupted" if interrupted else "failed"
         error["message"] = _describe_error(error, name, str(kernel))
         record["error"] = error
     write_json_atomic(status_file, record)
+    if stopped is not None:
+        raise stopped
     return record
 
 
@@ -387,6 +454,11 @@ def ledger_text(claims: list[dict]) -> str:
     return "Claims checked (the course ledger)\n" + text_table(header, rows) + f"\n{count_line(claims)}"
 
 
+def _raise_interrupt(signum, frame) -> None:
+    """SIGTERM handler of `labkit run`: stop like Ctrl-C (kill the kernel, mark the run interrupted, clean up)."""
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     """Execute the notebooks one after another, then print and save their recorded numbers."""
     directory = Path(args.dir)
@@ -401,11 +473,17 @@ def run(args: argparse.Namespace) -> int:
         # An override a notebook does not declare is skipped for that notebook (e.g. a backbone knob only some have),
         # but a name no notebook declares is a typo and stops everything.
         mine = {k: v for k, v in overrides.items() if k in declared}
+        # a data path is the caller's: the kernel runs in the notebook's folder, so it gets the absolute path
+        mine = absolute_paths(path.stem, mine)
         problems += check_parameters(path.stem, declared, mine, where="-p")
         plans.append((path, mine))
     unknown = [k for k in overrides if k != "tier" and not any(k in p for _, p in plans)]
     if unknown:
         problems.append(f"no selected notebook has a parameter named {', '.join(repr(k) for k in unknown)}")
+    if not problems:
+        where = folder_problem(args.out, create=True)
+        if where:
+            problems.append(f"cannot write the results: {where}; pass --out FOLDER, a folder you can write to")
     if problems:
         print("labkit run: nothing was run:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 2
@@ -413,6 +491,8 @@ def run(args: argparse.Namespace) -> int:
     STOPPING.clear()
     print(f"labkit run: {len(plans)} notebook(s), tier={args.tier}, output in {out}/")
     records = []
+    in_main = threading.current_thread() is threading.main_thread()
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     try:
         for i, (path, params) in enumerate(plans, 1):
             print(f"[{i}/{len(plans)}] {path.stem} ...", flush=True)
@@ -420,12 +500,18 @@ def run(args: argparse.Namespace) -> int:
             records.append(rec)
             verdict = "done" if rec["status"] == "done" else "FAILED"
             print(f"[{i}/{len(plans)}] {path.stem}: {verdict} in {rec['duration_s']:.0f} s", flush=True)
+            for warning in rec.get("warnings") or []:
+                print(f"    warning: {warning}", flush=True)
             if rec["status"] != "done":
                 print(f"    {rec['error']['message']}\n    log: {out / rec['log']}", flush=True)
     except KeyboardInterrupt:
         stop_all()
-        print(f"\nlabkit run: interrupted; finished notebooks are in {out}/", file=sys.stderr)
+        print(f"\nlabkit run: interrupted; the notebook that was running is marked 'interrupted' and finished "
+              f"notebooks are kept in {out}/", file=sys.stderr)
         return 130
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous_term)
     import pandas as pd
 
     bands_file = find_bands(directory)
@@ -453,6 +539,9 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         lines += ["## Failures", "", markdown_table(["notebook", "where / error", "log"],
                   [[r["notebook"], r["error"]["message"], r["log"]] for r in failed]), ""]
+    warned = [[r["notebook"], w] for r in records for w in r.get("warnings") or []]
+    if warned:
+        lines += ["## Warnings", "", markdown_table(["notebook", "where / warning"], warned), ""]
     (out / "report.md").write_text("\n".join(lines))
     print(f"\nreport: {out / 'report.md'}")
     if failed:
