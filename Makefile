@@ -54,5 +54,6 @@ outputs: setup
 	$(BIN)/labkit release
 	$(BIN)/python -c "from labkit.repro import run_signature; print(run_signature())" > tests/nbval_reference_cpu.txt
 
+# the feature and model cache lives in $$LABKIT_CACHE (default ~/.cache/labkit) and is kept
 clean:
 	rm -rf runs .labkit_cache bench_out

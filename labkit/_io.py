@@ -64,7 +64,10 @@ def folder_problem(path: str | os.PathLike, create: bool = False) -> str | None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        return f"{path} is not writable ({exc.strerror or exc})"
+        why = exc.strerror or str(exc)
+        if probe_in != target:
+            return f"{path} cannot be created: {probe_in} is not writable ({why})"
+        return f"{path} is not writable ({why})"
     return None
 
 

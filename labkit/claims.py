@@ -468,7 +468,7 @@ def ledger_rows(judgements: Iterable, notebook: bool = False, published: Mapping
             row["notebook"] = get("notebook", "")
         row.update({"id": get("id"), "claim": get("claim"), "source": _source_text(get("source")),
                     "source's number": get("article") or "",
-                    "this run" if not notebook else "measured": get("measured") or "",
+                    "this run" if not notebook else "measured": _measured_text(get, notebook),
                     "needs": get("expect") or "", "effect [95 % CI]": _effect_text(j)})
         row["verdict" if published is None else "this run's verdict"] = _verdict_text(get)
         row["edge"] = EDGE_TEXT if get("edge") else ""
@@ -485,6 +485,14 @@ def ledger_rows(judgements: Iterable, notebook: bool = False, published: Mapping
             row["seeds"] = get("n_seeds")
         rows.append(row)
     return rows
+
+
+def _measured_text(get, notebook: bool) -> str:
+    """What was measured; in a notebook's own table, followed by the claim's note (a setting the run chose, or a
+    warning such as a resolution far below the weights')."""
+    text = get("measured") or ""
+    note = get("note") or ""
+    return f"{text}; {note}" if note and not notebook and text else (text or note if not notebook else text)
 
 
 def _source_text(source: str) -> str:

@@ -293,4 +293,5 @@ def power_hint(est: Estimate, region, pool: int | None = None) -> str:
     if cap:
         return (f"the test pool of {cap:,} items cannot settle it with any number of seeds (the effect is within "
                 f"{gap:.3f} of the claim's boundary)")
-    return f"more test items and seeds than this setting has would (the effect is within {gap:.3f} of the boundary)"
+    return (f"it would take more test items and seeds than this setting has (the effect is within {gap:.3f} of the "
+            "boundary)")

@@ -34,8 +34,10 @@ _FASHION_PRE = Preprocessing(mean=(0.286, 0.286, 0.286), std=(0.353, 0.353, 0.35
 
 
 def models_dir() -> Path:
-    """Where labkit keeps the source models it trains ($LABKIT_CACHE/models, default .labkit_cache/models)."""
-    return Path(os.environ.get("LABKIT_CACHE", ".labkit_cache")) / "models"
+    """Where labkit keeps the source models it trains: `models/` under the one cache root (labkit._io.cache_root)."""
+    from labkit._io import cache_root
+
+    return cache_root() / "models"
 
 
 # Checkpoints shipped inside the package (made by `python -m labkit.zoo --ship`); looked up before the cache.

@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from labkit import batch as batch_mod
-from labkit.batch import LocalPool, SpecError, detect_gpus, load_spec
-from labkit.batch_report import band_verdict, write_report
-from labkit.cli import main
+from labkit.tools.batch import LocalPool, SpecError, detect_gpus, load_spec
+from labkit.tools.batch_report import band_verdict, write_report
+from labkit.tools.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "batch"
 REPO = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_interrupted_batch_resumes_only_what_is_missing(workdir):
     spec = write_spec(workdir, {"name": "resume", "notebooks": ["toy"],
                                 "grid": [{"x": 1.0}, {"x": 2.0, "wait_for": str(block)}, {"x": 3.0}]})
     batch_dir = workdir / "runs" / "resume"
-    cmd = [sys.executable, "-m", "labkit.cli", "batch", str(spec), "--out", str(workdir / "runs"), "--workers", "1",
+    cmd = [sys.executable, "-m", "labkit", "batch", str(spec), "--out", str(workdir / "runs"), "--workers", "1",
            "--no-progress"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -242,14 +242,14 @@ def test_report_judges_claims_over_seeds_with_the_one_rule(tmp_path):
     assert row["n_seeds"] == 5 and row["verdict"] == "unresolved" and "seeds" in row["resolve"]
     assert "c1" in (tmp_path / "claims.csv").read_text()
 
-    from labkit.batch_report import publish_claims
+    from labkit.tools.batch_report import publish_claims
 
     page = publish_claims(info["claims"], tmp_path / "docs" / "claims.md", "labkit batch spec.yaml", runs, "quick")
     text = page.read_text()
     assert text.startswith("# The course's claims over seeds") and "**0 hold, 0 fail, 1 unresolved**" in text
     assert "seeds [0, 1, 2, 3, 4]" in text and "Reproduce: `labkit batch spec.yaml`" in text
     assert (tmp_path / "docs" / "claims.csv").is_file()
-    from labkit.batch_report import update_readme_claims
+    from labkit.tools.batch_report import update_readme_claims
 
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- claims:start -->\nstale line\n<!-- claims:end -->\nrest\n")
@@ -293,7 +293,7 @@ def test_cpu_runs_side_by_side_share_the_cores_with_sleeping_threads(monkeypatch
 
 
 def test_shipped_bands_and_example_spec_are_valid():
-    from labkit.batch_report import load_bands
+    from labkit.tools.batch_report import load_bands
 
     bands = load_bands(REPO / "batches" / "reference_bands.yaml")
     assert bands["00_tour"]["quick"]["probe_gain"] == [0.05, 0.40]
@@ -304,7 +304,7 @@ def test_shipped_bands_and_example_spec_are_valid():
 
 
 def test_shipped_02_bands_name_recorded_numbers_and_the_full_tier_spec_loads():
-    from labkit.batch_report import load_bands
+    from labkit.tools.batch_report import load_bands
 
     bands = load_bands(REPO / "batches" / "reference_bands.yaml")["02_freeze_strategies"]["quick"]
     nb = json.loads((REPO / "solutions" / "02_freeze_strategies.ipynb").read_text())

@@ -19,7 +19,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from labkit.quiz.bank import PACKAGE_BANKS, read_yaml, validate_source
-from labkit.release import dumps_notebook, release_notebook
+from labkit.tools.release import dumps_notebook, release_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")

@@ -198,7 +198,7 @@ def test_00_low_resolution_runs_with_a_warning_and_a_note_for_the_claims(capsys)
 def labkit_run(args: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     env = {**os.environ, "LABKIT_CACHE": str(cwd / "cache")}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "labkit.cli", "run", "--dir", str(SOLUTIONS), "--out", "runs",
+    done = subprocess.run([sys.executable, "-m", "labkit", "run", "--dir", str(SOLUTIONS), "--out", "runs",
                            *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     return done, time.monotonic() - started
 

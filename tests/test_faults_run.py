@@ -15,7 +15,7 @@ import nbformat
 import psutil
 import pytest
 
-from labkit.cli import main
+from labkit.tools.cli import main
 from labkit.tools import runner
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,11 +60,12 @@ def test_run_refuses_an_output_place_it_cannot_write_before_running(tmp_path, ca
     assert main(["run", "--dir", str(nbs), "--out", str(out)]) == 2
     seconds = time.monotonic() - started
     err = capsys.readouterr().err
-    assert "Traceback" not in err and "labkit run: nothing was run:" in err
-    assert f"cannot write the results: {out}" in err and "pass --out FOLDER, a folder you can write to" in err
-    assert {"a file": "is a file, not a folder", "under a file": "cannot be created",
-            "not writable": "cannot be created"}[case] in err
-    assert seconds < 10  # before any kernel starts
+    assert err.count("\n") == 1 and "Traceback" not in err  # one sentence
+    assert f"labkit run: nothing was run: cannot write the results: {out}" in err
+    assert "pass --out FOLDER, a folder you can write to" in err
+    assert {"a file": "is a file, not a folder", "under a file": f"cannot be created: {taken} is a file",
+            "not writable": "cannot be created: /proc is not writable"}[case] in err
+    assert seconds < 5  # before any notebook is read
     assert sorted(p.name for p in tmp_path.iterdir()) == ["nbs", "taken"]
 
 
@@ -141,7 +142,7 @@ def test_interrupted_run_is_marked_and_leaves_nothing_behind(tmp_path, sig):
     nbs, runs, marker, block = tmp_path / "nbs", tmp_path / "runs", tmp_path / "marker.json", tmp_path / "block"
     block.write_text("wait")
     make_notebook(nbs / "00_waits.ipynb", CHECKPOINT_AND_WAIT, "done = True")
-    cmd = [sys.executable, "-m", "labkit.cli", "run", "--dir", str(nbs), "--out", str(runs),
+    cmd = [sys.executable, "-m", "labkit", "run", "--dir", str(nbs), "--out", str(runs),
            "-p", f"block={block}", "-p", f"marker={marker}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "LABKIT_CACHE": str(tmp_path / "cache")})

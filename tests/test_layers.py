@@ -1,7 +1,7 @@
 """The package's layers and its import graph.
 
-- `lint-imports` (import-linter, the contract in pyproject.toml): labkit.tools (and the compatibility paths
-  labkit.cli, labkit.runner, ...) above the lesson modules above the private leaf modules (labkit._io, ...).
+- `lint-imports` (import-linter, the contract in pyproject.toml): labkit.tools above the course layer (claims, ...)
+  above the lessons (features, ...) above the core (train, data, metrics, ...) above the private leaves (labkit._io).
 - No import cycle among labkit's modules, found by an AST walk of every import statement, at module level or
   deferred inside a function: a deferred import only hides a cycle (as runner.run() once hid
   batch_report -> runner -> batch_report).
@@ -110,14 +110,16 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_every_module_imports():
     modules = module_files(PACKAGE)
-    assert {"labkit.tools.runner", "labkit.tools.bands", "labkit._torchutil", "labkit.runner"} <= set(modules)
+    assert {"labkit.tools.runner", "labkit.tools.bands", "labkit._torchutil", "labkit.__main__"} <= set(modules)
+    # the tools moved to labkit/tools/ for good: no compatibility module is left on the top floor
+    assert not {"labkit.cli", "labkit.runner", "labkit.batch", "labkit.batch_report", "labkit.release",
+                "labkit.envcheck"} & set(modules)
     for name in modules:
         importlib.import_module(name)
 
 
 def test_no_import_cycle_in_labkit():
     graph = import_graph(PACKAGE)
-    assert "labkit.tools.runner" in graph["labkit.runner"]  # the compatibility path points at the tool
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle in labkit: " + " -> ".join(cycle)
 

@@ -80,7 +80,7 @@ def test_a_changed_declaration_or_verdict_is_caught(tmp_path):
 
 def test_the_meta_file_names_commit_seeds_and_fingerprints():
     meta = json.loads(LEDGER.with_suffix(".json").read_text())
-    assert meta["commit"] and len(meta["seeds"]) == 5
+    assert meta["commit"] and len(meta["seeds"]) >= 3 and meta["seeds"] == sorted(meta["seeds"])
     assert set(meta["declarations"]) == {p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb")}
     assert meta["settled"] <= meta["judged"]
 

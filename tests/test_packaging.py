@@ -41,7 +41,7 @@ def test_record_writes_json_next_to_the_notebook(tmp_path, monkeypatch):
 
 
 def test_doctor_reports_embedded_assets_ready(capsys):
-    from labkit.cli import main
+    from labkit.tools.cli import main
 
     assert main(["doctor", "--no-network"]) == 0
     out = capsys.readouterr().out

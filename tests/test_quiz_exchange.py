@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.cli import main
+from labkit.tools.cli import main
 from labkit.quiz.exchange import ExchangeError, collect, init_exchange, list_submissions, submit
 from labkit.quiz.grade import grade
 from labkit.quiz.widgets import show_quiz

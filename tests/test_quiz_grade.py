@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labkit.cli import main
+from labkit.tools.cli import main
 from labkit.quiz.grade import grade, grade_dir, parse_deadline
 from labkit.quiz.widgets import show_quiz
 

@@ -40,7 +40,7 @@ def test_wrong_then_right_answer_gives_feedback_and_is_recorded(responses):
     records = lines(responses / "ada.jsonl")
     assert [(r["answer"], r["correct"], r["attempt"]) for r in records] == [(WRONG, False, 1), (RIGHT, True, 2)]
     assert quiz.answers["satellite-strategy"]["correct"] is True
-    assert quiz.score() == (1, 5)
+    assert quiz.score() == (1, 7)
 
 
 def test_clicking_check_uses_the_widget_value(responses):
@@ -54,15 +54,15 @@ def test_clicking_check_uses_the_widget_value(responses):
 
 
 def test_every_kind_through_the_widget(responses):
-    quiz = show_quiz("00", student_id="ada", questions=["bert-val-drop", "bert-lr", "acoustic-anomaly-design"],
+    quiz = show_quiz("00", student_id="ada", questions=["probe-facts", "holds-threshold", "probe-your-data"],
                      display=False)
-    assert list(quiz.views) == ["bert-val-drop", "bert-lr", "acoustic-anomaly-design"]
-    opts = quiz.bank.question("bert-val-drop").options
-    assert quiz.answer("bert-val-drop", opts[:3]).correct is True
-    assert quiz.answer("bert-lr", "1e-3").correct is False
-    assert quiz.answer("bert-lr", "2e-5").correct is True
-    free = quiz.answer("acoustic-anomaly-design", "Embeddings from an AudioSet model, kNN distance as score.")
-    assert free.correct is None and "Recorded" in quiz.views["acoustic-anomaly-design"].feedback.value
+    assert list(quiz.views) == ["probe-facts", "holds-threshold", "probe-your-data"]
+    opts = quiz.bank.question("probe-facts").options
+    assert quiz.answer("probe-facts", opts[:3]).correct is True
+    assert quiz.answer("holds-threshold", "1e-3").correct is False
+    assert quiz.answer("holds-threshold", "0.01").correct is True
+    free = quiz.answer("probe-your-data", "Probe pixels, random init and pretrained on the same test images.")
+    assert free.correct is None and "Recorded" in quiz.views["probe-your-data"].feedback.value
     assert [r["correct"] for r in lines(responses / "ada.jsonl")] == [True, False, True, None]
 
 
@@ -141,44 +141,44 @@ def test_earlier_answers_and_score_are_restored_after_a_restart(responses):
     first = show_quiz("00", student_id="ada", display=False)
     first.answer("satellite-strategy", WRONG)
     first.answer("satellite-strategy", RIGHT)
-    first.answer("bert-lr", "1e-3")  # wrong
-    opts = first.bank.question("bert-val-drop").options
-    first.answer("bert-val-drop", opts[:3])  # right
-    first.answer("acoustic-anomaly-design", "Audio embeddings and kNN distance.")
-    assert first.score() == (2, 5)
+    first.answer("holds-threshold", "1e-3")  # wrong
+    opts = first.bank.question("probe-facts").options
+    first.answer("probe-facts", opts[:3])  # right
+    first.answer("probe-your-data", "Three rows, one probe, the same test images.")
+    assert first.score() == (2, 7)
 
     again = show_quiz("00", student_id="ada", display=False)  # a new kernel: a new Quiz on the same file
-    assert again.responses == [] and again.score() == (2, 5)
+    assert again.responses == [] and again.score() == (2, 7)
     views = again.views
     assert views["satellite-strategy"].value() == RIGHT
     assert "earlier answer" in views["satellite-strategy"].feedback.value
     restored = views["satellite-strategy"].feedback.value
     assert "Correct" in restored and "300 images" in restored
-    assert sorted(views["bert-val-drop"].value()) == sorted(opts[:3])
-    assert float(views["bert-lr"].value()) == 1e-3 and "Not quite" in views["bert-lr"].feedback.value
-    assert views["acoustic-anomaly-design"].value() == "Audio embeddings and kNN distance."
-    assert views["normalisation-stats"].value() is None and views["normalisation-stats"].feedback.value == ""
-    assert "Score: 2/5" in again.score_label.value
-    again.answer("bert-lr", "3e-5")
-    assert again.score() == (3, 5) and "Score: 3/5" in again.score_label.value
-    assert [r["attempt"] for r in lines(responses / "ada.jsonl") if r["question"] == "bert-lr"] == [1, 2]
+    assert sorted(views["probe-facts"].value()) == sorted(opts[:3])
+    assert float(views["holds-threshold"].value()) == 1e-3 and "Not quite" in views["holds-threshold"].feedback.value
+    assert views["probe-your-data"].value() == "Three rows, one probe, the same test images."
+    assert views["paired-interval"].value() is None and views["paired-interval"].feedback.value == ""
+    assert "Score: 2/7" in again.score_label.value
+    again.answer("holds-threshold", "1e-2")
+    assert again.score() == (3, 7) and "Score: 3/7" in again.score_label.value
+    assert [r["attempt"] for r in lines(responses / "ada.jsonl") if r["question"] == "holds-threshold"] == [1, 2]
     assert "restored" in repr(again)
 
     other = show_quiz("00", student_id="bob", display=False)  # someone else's file: nothing restored
-    assert other.score() == (0, 5) and other.views["satellite-strategy"].value() is None
+    assert other.score() == (0, 7) and other.views["satellite-strategy"].value() is None
 
 
 def test_a_hand_edited_earlier_answer_is_rechecked(responses):
     responses.mkdir(parents=True)
     append_line(responses / "ada.jsonl", {"v": 1, "student_id": "ada", "bank": "00", "question": "satellite-strategy",
                                           "kind": "single", "answer": WRONG, "correct": True, "attempt": 1})
-    append_line(responses / "ada.jsonl", {"v": 1, "student_id": "ada", "bank": "00", "question": "normalisation-stats",
+    append_line(responses / "ada.jsonl", {"v": 1, "student_id": "ada", "bank": "00", "question": "paired-interval",
                                           "kind": "single", "answer": "an option that no longer exists",
                                           "correct": True, "attempt": 1})
     quiz = show_quiz("00", student_id="ada", display=False)
-    assert quiz.score() == (0, 5)
+    assert quiz.score() == (0, 7)
     assert "Not quite" in quiz.views["satellite-strategy"].feedback.value
-    assert quiz.views["normalisation-stats"].value() is None
+    assert quiz.views["paired-interval"].value() is None
 
 
 def test_options_are_shuffled_per_student_and_question(responses):
@@ -195,7 +195,7 @@ def test_options_are_shuffled_per_student_and_question(responses):
     assert len({tuple(o) for o in orders.values()}) > 1  # and not the same order for everyone
     quiz = show_quiz("00", student_id="bob", display=False)
     assert quiz.answer("satellite-strategy", RIGHT).correct is True  # grading does not depend on the order
-    assert quiz.answer("bert-val-drop", quiz.bank.question("bert-val-drop").options[:3]).correct is True
+    assert quiz.answer("probe-facts", quiz.bank.question("probe-facts").options[:3]).correct is True
 
 
 def test_each_option_is_its_own_row(responses):
@@ -208,7 +208,7 @@ def test_each_option_is_its_own_row(responses):
     view.boxes[1].value = True  # single choice: ticking a row clears the other rows
     assert [b.value for b in view.boxes] == [False, True, False, False]
     assert view.value() == view.input.options[1]
-    multi = quiz.views["bert-val-drop"]
+    multi = quiz.views["probe-facts"]
     multi.boxes[0].value = multi.boxes[2].value = True
     assert multi.value() == [multi.input.options[0], multi.input.options[2]]
     pooled = show_quiz("01", student_id="ada", display=False).views["pooled-probe-caveats"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from labkit.exercise import check
-from labkit.release import ReleaseError, dumps_notebook, plan, release_notebook, run, strip_code
+from labkit.tools.release import ReleaseError, dumps_notebook, plan, release_notebook, run, strip_code
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "secret_solution_token_31337"  # appears only in solution code

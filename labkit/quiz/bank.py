@@ -14,7 +14,8 @@ KINDS = ("single", "multiple", "numeric", "text")
 FORMAT = 1  # version of the compiled bank format
 PACKAGE_BANKS = Path(__file__).parent / "banks"
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_SOURCE_KEYS = {"id", "kind", "prompt", "options", "answer", "tolerance", "unit", "explanation", "hint"}
+_SOURCE_KEYS = {"id", "kind", "prompt", "options", "answer", "tolerance", "unit", "explanation", "hint", "section",
+                "why"}
 _REQUIRED = {
     "single": ("id", "kind", "prompt", "options", "answer", "explanation"),
     "multiple": ("id", "kind", "prompt", "options", "answer", "explanation"),
@@ -238,6 +239,16 @@ def validate_source(data, bank_id: str) -> list[dict]:
         for key in ("explanation", "hint"):
             if q.get(key):
                 norm[key] = str(q[key]).strip()
+        if "section" in q:  # the notebook section the question is about (shown above the prompt)
+            if not isinstance(q["section"], str) or not q["section"].strip():
+                raise BankError(f"{where}: 'section' must be the title of a notebook section, as text.")
+            norm["section"] = q["section"].strip()
+        if "why" in q:  # one reason per option, in the options' order: why it is right or wrong
+            why = q["why"]
+            if "options" not in norm or not isinstance(why, list) or len(why) != len(norm["options"]) \
+                    or not all(isinstance(w, str) and w.strip() for w in why):
+                raise BankError(f"{where}: 'why' must list one non-empty reason per option, in the options' order.")
+            norm["why"] = [w.strip() for w in why]
         out.append(norm)
     return out
 
@@ -259,7 +270,8 @@ def compile_source(data, bank_id: str, previous: dict | None = None, source: str
     compiled = []
     for q in questions:
         salt = old_salts.get(q["id"]) or keys.new_salt()
-        c = {"id": q["id"], "kind": q["kind"], "prompt": q["prompt"]}
+        prompt = f"*From section {q['section']}.*\n\n{q['prompt']}" if q.get("section") else q["prompt"]
+        c = {"id": q["id"], "kind": q["kind"], "prompt": prompt}
         if "options" in q:
             c["options"] = q["options"]
         canonical = None
@@ -275,8 +287,10 @@ def compile_source(data, bank_id: str, previous: dict | None = None, source: str
         c["salt"] = salt
         if canonical is not None:
             c["answer_hash"] = keys.answer_hash(bank_id, q["id"], salt, canonical)
-            if q.get("explanation"):
-                c["explanation"] = keys.encrypt_explanation(bank_id, q["id"], salt, canonical, q["explanation"])
+            explanation = "\n\n".join([q.get("explanation", "")] + [f"“{o}” — {w}" for o, w in
+                                                                    zip(q.get("options", []), q.get("why", []))])
+            if explanation.strip():  # the reasons for every option are shown with the explanation, after a right answer
+                c["explanation"] = keys.encrypt_explanation(bank_id, q["id"], salt, canonical, explanation.strip())
         elif q.get("explanation"):
             c["explanation"] = q["explanation"]  # free text has no key to hide: these are the model notes
         if q.get("hint"):

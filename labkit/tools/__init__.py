@@ -9,5 +9,5 @@
 
 This layer sits above the lesson modules (labkit.assets, labkit.train, ...), which sit above the private leaf
 modules (labkit._io, labkit._tables, labkit._torchutil); lower layers never import upper ones (the contract is in
-pyproject.toml, tests/test_layers.py checks it). The old paths (labkit.cli, labkit.runner, ...) still work.
+pyproject.toml, tests/test_layers.py checks it). `python -m labkit` runs `cli`.
 """

@@ -228,7 +228,7 @@ def notebook_warnings(output: Path) -> list[str]:
                 text = m.group("text") if m else (line if line.startswith("WARNING") else None)
                 if text:
                     found.append(f"In [{cell.get('execution_count')}] `{first_code_line(cell.source)[:60]}`: "
-                                 f"{text[:300]}")
+                                 f"{text[:500]}")
     return list(dict.fromkeys(found))[:MAX_WARNINGS]
 
 
@@ -448,9 +448,9 @@ def ledger_text(claims: list[dict]) -> str:
 
     if not claims:
         return "(no notebook recorded any claims)"
-    header = ["notebook", "claim", "article", "effect [95 % CI]", "verdict"]
-    rows = [[r["notebook"][:2], r["claim"], r["article"], r["effect [95 % CI]"], r["verdict"]]
-            for r in ledger_rows(claims, notebook=True)]
+    header = ["notebook", "claim", "source's number", "effect [95 % CI]", "verdict"]
+    rows = [[r["notebook"][:2], r["claim"], r.get("source's number", r.get("article", "")), r["effect [95 % CI]"],
+             r["verdict"]] for r in ledger_rows(claims, notebook=True)]
     return "Claims checked (the course ledger)\n" + text_table(header, rows) + f"\n{count_line(claims)}"
 
 
@@ -464,6 +464,11 @@ def run(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     notebooks = find_notebooks(list(args.notebooks or []), directory)
     overrides = parse_assignments(args.parameter)
+    where = folder_problem(args.out)  # first: a wrong --out is found before the notebooks are even read
+    if where:
+        print(f"labkit run: nothing was run: cannot write the results: {where}; pass --out FOLDER, a folder you "
+              "can write to", file=sys.stderr)
+        return 2
     plans, problems = [], []
     if "tier" in overrides:
         problems.append("set the tier with --tier quick|full, not -p tier=...")
@@ -480,10 +485,6 @@ def run(args: argparse.Namespace) -> int:
     unknown = [k for k in overrides if k != "tier" and not any(k in p for _, p in plans)]
     if unknown:
         problems.append(f"no selected notebook has a parameter named {', '.join(repr(k) for k in unknown)}")
-    if not problems:
-        where = folder_problem(args.out, create=True)
-        if where:
-            problems.append(f"cannot write the results: {where}; pass --out FOLDER, a folder you can write to")
     if problems:
         print("labkit run: nothing was run:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 2
