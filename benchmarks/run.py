@@ -29,7 +29,15 @@ sys.path.insert(0, str(ROOT))
 import labkit  # noqa: E402
 from labkit import data, features  # noqa: E402
 from labkit.freeze import freeze_to  # noqa: E402
-from labkit.train import adamw, bytes_to_mb, fit, measure_training_memory  # noqa: E402
+from labkit.train import (  # noqa: E402
+    MeasureMemory,
+    Precision,
+    ProgressBar,
+    adamw,
+    bytes_to_mb,
+    fit,
+    measure_training_memory,
+)
 
 RESULTS: list[dict] = []
 
@@ -102,7 +110,7 @@ def bench_cached_head(device, n: int, size: int, num_epochs: int = 10) -> None:
     head = make_head()
     t0 = time.perf_counter()
     fit(head, features.FeatureLoader(X, y, 64, shuffle=True), num_epochs=num_epochs, lr=1e-3, device=device,
-        progress=False, measure_memory=False)
+        callbacks=[ProgressBar(enabled=False)])
     t_cached = time.perf_counter() - t0
     acc_cached = float((head(torch.as_tensor(Xt)).argmax(1).numpy() == yt).mean())
 
@@ -124,7 +132,7 @@ def bench_cached_head(device, n: int, size: int, num_epochs: int = 10) -> None:
     frozen = Frozen()
     loader = data.make_loader(ds, backbone, batch_size=64, size=size, shuffle=True)
     t0 = time.perf_counter()
-    fit(frozen, loader, num_epochs=num_epochs, lr=1e-3, device=device, progress=False, measure_memory=False)
+    fit(frozen, loader, num_epochs=num_epochs, lr=1e-3, device=device, callbacks=[ProgressBar(enabled=False)])
     t_tutorial = time.perf_counter() - t0
     acc_tutorial = float((model.head(torch.as_tensor(Xt).to(device)).argmax(1).cpu().numpy() == yt).mean())
     row(f"head training, {num_epochs} epochs: cached features vs backbone every epoch", t_cached, t_tutorial, "s",
@@ -160,7 +168,8 @@ def bench_fit_overhead(device, steps: int = 60) -> None:
         torch.manual_seed(0)
         model = small_cnn(5).to(device)
         t0 = time.perf_counter()
-        fit(model, batches, num_epochs=1, lr=1e-3, device=device, progress=False, amp=False, channels_last=False)
+        fit(model, batches, num_epochs=1, lr=1e-3, device=device,  # memory measured, as fit did by default before
+            callbacks=[Precision(amp=False, channels_last=False), MeasureMemory(), ProgressBar(enabled=False)])
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
@@ -236,7 +245,8 @@ def bench_text(device, steps: int = 8, batch: int = 16, max_length: int = 64) ->
     def with_fit():
         model = fresh().model
         t0 = time.perf_counter()
-        fit(model, batches, num_epochs=1, lr=2e-5, device=device, progress=False, amp=False)
+        fit(model, batches, num_epochs=1, lr=2e-5, device=device,
+            callbacks=[Precision(amp=False), MeasureMemory(), ProgressBar(enabled=False)])
         return (time.perf_counter() - t0) / len(batches)
 
     class _Pre(torch.utils.data.Dataset):

@@ -233,26 +233,34 @@ def make_head(in_features: int, num_classes: int, kind: str = "linear", hidden: 
 
 def train_head(X_train, y_train, X_val=None, y_val=None, kind: str = "linear", num_epochs: int = 30,
                lr: float = 1e-3, weight_decay: float = 1e-4, batch_size: int = 128, seed: int = 0,
-               standardize: bool = True, **fit_kwargs):
+               standardize: bool = True, callbacks: Sequence = (), **fit_kwargs):
     """Train a head on cached features with labkit's fit loop; returns (head, history).
 
     standardize: scale features with the training set's mean/std (folded into the head, so it takes raw features).
+    seed: the head's initial weights, the shuffling and dropout (an MLP head's) draw from it alone; the caller's own
+        random state is left as it was.
+    callbacks: handed to fit, with MeasureMemory (History.peak_mem_mb) and no progress bar unless given.
     """
-    from labkit.train import fit
+    from labkit.repro import local_seed
+    from labkit.train import MeasureMemory, ProgressBar, fit
 
     X_train = np.asarray(X_train, dtype=np.float32)
     num_classes = int(np.max(y_train)) + 1
-    torch.manual_seed(seed)
-    head = make_head(X_train.shape[1], num_classes, kind)
-    if standardize:
-        mean = X_train.mean(0)
-        std = X_train.std(0) + 1e-6
-        head = nn.Sequential(_Standardize(mean, std), head)
-    train_loader = FeatureLoader(X_train, y_train, batch_size, shuffle=True, seed=seed)
-    val_loader = FeatureLoader(X_val, y_val, 1024) if X_val is not None else None
-    fit_kwargs.setdefault("progress", False)
-    history = fit(head, train_loader, val_loader, num_epochs=num_epochs, lr=lr, weight_decay=weight_decay,
-                  **fit_kwargs)
+    callbacks = list(callbacks)
+    if not any(isinstance(cb, MeasureMemory) for cb in callbacks):
+        callbacks.append(MeasureMemory())
+    if not any(isinstance(cb, ProgressBar) for cb in callbacks):
+        callbacks.append(ProgressBar(enabled=False))
+    with local_seed(seed):
+        head = make_head(X_train.shape[1], num_classes, kind)
+        if standardize:
+            mean = X_train.mean(0)
+            std = X_train.std(0) + 1e-6
+            head = nn.Sequential(_Standardize(mean, std), head)
+        train_loader = FeatureLoader(X_train, y_train, batch_size, shuffle=True, seed=seed)
+        val_loader = FeatureLoader(X_val, y_val, 1024) if X_val is not None else None
+        history = fit(head, train_loader, val_loader, num_epochs=num_epochs, lr=lr, weight_decay=weight_decay,
+                      callbacks=callbacks, **fit_kwargs)
     return head, history
 
 

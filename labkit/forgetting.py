@@ -11,7 +11,7 @@ Everything here plugs into labkit's one loop, `labkit.train.fit`: there is no se
 - Mitigations, each a `Callback`: `L2SP` (decay toward the pretrained weights; `toward="zero"` is plain L2 weight
   decay of the same strength), `EWC` (diagonal Fisher from task-A data), `Replay` (stored task-A examples mixed
   into each batch), `LwF` (distillation on the task-A head), `LinearProbeThenFineTune` (LP-FT).
-  Freezing depth is `labkit.freeze.freeze_to`; low LR + early stopping are `fit(lr=..., early_stopping=...)`.
+  Freezing depth is `labkit.freeze.freeze_to`; low LR + early stopping: `fit(lr=..., callbacks=[EarlyStopping(...)])`.
 
 EWC fails silently when its Fisher is all zeros or its lambda is orders of magnitude too small for the task loss;
 this module warns (ForgettingWarning) in both cases instead of quietly doing nothing.
@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from labkit._batch import forward as forward_logits
+from labkit._batch import split_batch, take, to_device
 from labkit._torchutil import eval_mode
 from labkit.train import Callback, diverged, evaluate
 
@@ -112,7 +114,8 @@ class TaskView(nn.Module):
             raise ValueError(f"task must be 'a' (the source task) or 'b' (the new task), got {task!r}.")
         self.model, self.task = model, task
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, task: torch.Tensor | None = None) -> torch.Tensor:
+        """task: ignored (this view scores every row with its own head), so replay's {'x', 'task'} batches fit."""
         feats = self.model.backbone.features(x)
         return (self.model.head_a if self.task == "a" else self.model.head_b)(feats)
 
@@ -281,13 +284,12 @@ def fisher_diagonal(model: nn.Module, loader: Iterable, params: Mapping[str, nn.
     seen = 0
     try:
         with eval_mode(forward):  # BatchNorm running statistics, not the statistics of one example
-            for batch in loader:
-                x, y = (batch["x"], batch["labels"]) if isinstance(batch, dict) else (batch[0], batch[1])
-                x, y = x.to(device), y.to(device)
-                for i in range(x.shape[0]):
+            for batch in loader:  # labkit's one batch convention, as in fit
+                x, y = split_batch(to_device(batch, device))
+                for i in range(y.shape[0]):
                     if seen >= max_samples:
                         break
-                    log_p = F.log_softmax(forward(x[i:i + 1]), dim=1)[0, y[i]]
+                    log_p = F.log_softmax(forward_logits(forward, take(x, slice(i, i + 1))), dim=1)[0, y[i]]
                     grads = torch.autograd.grad(log_p, list(params.values()), allow_unused=True)
                     for (n, _), g in zip(params.items(), grads):
                         if g is not None:

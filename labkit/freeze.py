@@ -12,7 +12,7 @@ from typing import Sequence
 from torch import nn
 
 __all__ = ["model_depths", "freeze_to", "unfreeze_params", "unfreeze", "freeze",
-           "count_parameters", "discriminative_param_groups", "frozen_batchnorm_eval", "resolve_depth"]
+           "count_parameters", "depth_lr", "discriminative_param_groups", "frozen_batchnorm_eval", "resolve_depth"]
 
 _BN_TYPES = (nn.modules.batchnorm._BatchNorm,)
 
@@ -124,6 +124,13 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return total
 
 
+def depth_lr(lr: float, decay: float, index: int, num_depths: int) -> float:
+    """The learning rate of depth `index` (0 = the first) of `num_depths`: the last depth (the classifier) gets `lr`,
+    each earlier one `decay` times the next. The one per-depth LR rule: discriminative_param_groups and
+    GradualUnfreezing both use it."""
+    return lr * decay ** (num_depths - 1 - index)
+
+
 def discriminative_param_groups(model: nn.Module, lr: float, decay: float = 0.5,
                                 lrs: dict[str, float] | None = None, weight_decay: float = 0.0,
                                 group_by: Sequence[Sequence[str]] | None = None) -> list[dict]:
@@ -139,8 +146,8 @@ def discriminative_param_groups(model: nn.Module, lr: float, decay: float = 0.5,
         params = [p for p in depths[name].parameters() if p.requires_grad]
         if not params:
             continue
-        depth_lr = (lrs or {}).get(name, lr * decay ** (len(names) - 1 - i))
-        groups.append({"params": params, "lr": float(depth_lr), "name": name, "weight_decay": weight_decay})
+        lr_i = (lrs or {}).get(name, depth_lr(lr, decay, i, len(names)))
+        groups.append({"params": params, "lr": float(lr_i), "name": name, "weight_decay": weight_decay})
     if not groups:
         raise ValueError("No trainable parameters: unfreeze something (e.g. freeze_to(model, -1)) before training.")
     return groups

@@ -1,10 +1,11 @@
 """Reproducibility: one explicit seed call, deterministic CPU settings for quick mode."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
-__all__ = ["seed_everything", "resolve_device", "cpu_signature", "run_signature", "outputs_comparable"]
+__all__ = ["seed_everything", "local_seed", "resolve_device", "cpu_signature", "run_signature", "outputs_comparable"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True, threads: int | None = None) -> int:
@@ -29,6 +30,23 @@ def seed_everything(seed: int = 0, deterministic: bool = True, threads: int | No
         torch.backends.cudnn.benchmark = False
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     return seed
+
+
+@contextlib.contextmanager
+def local_seed(seed: int):
+    """Inside the block, torch's random state starts from `seed`; afterwards the caller's own state is back, as if
+    the block had drawn nothing.
+
+    What library functions that take a `seed` use (a new head's initial weights, dropout while training a head), so
+    a function gives the same numbers for the same seed without overriding the student's own seeding: unlike
+    torch.manual_seed, nothing leaks out. The CPU generator is always forked; CUDA's too where CUDA is available.
+    """
+    import torch
+
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def cpu_signature() -> str:

@@ -196,10 +196,8 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
         long, and always after the last epoch): 5 images per class is 2 steps an epoch, and validating 200 images
         after each would cost more than the training.
     """
-    from labkit import features
-    from labkit.data import make_loader
-    from labkit.freeze import discriminative_param_groups, freeze_to
-    from labkit.train import EarlyStopping, GradualUnfreezing, diverged, evaluate, fit
+    from labkit.repro import local_seed
+    from labkit.train import diverged
 
     if not isinstance(strategy, Strategy):
         raise TypeError(f"run_strategy needs a labkit.strategies.Strategy, got {type(strategy).__name__}.")
@@ -210,45 +208,94 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
                              "and test must use the same classes (select_classes on each).")
     start = time.perf_counter()
     model = make_backbone(strategy.pretrained)
-    torch.manual_seed(seed)  # the same new head for every strategy
-    model.reset_head(num_classes)
-    size = int(size or model.preprocessing.size)
-    histories, train_loss, val_loss, stages = [], [], [], []
-    steps = {"head": 0, "network": 0}
-    kept = {}
+    run = _StrategyRun(strategy, val_ds is not None)
+    with local_seed(seed):  # the same new head for every strategy; the caller's own random state is left alone
+        model.reset_head(num_classes)
+        head, test_acc, val = run.train_and_score(model, train_ds, test_ds, val_ds, size, batch_size, device, seed,
+                                                  val_every_steps)
+    seconds = time.perf_counter() - start
+    histories = run.histories
+    peaks = [h.peak_mem_mb for h in histories if not math.isnan(h.peak_mem_mb)]
+    final = histories[-1]["train_loss"][-1] if histories[-1].epochs else None
+    return StrategyResult(
+        name=strategy.name, test_acc=test_acc, seconds=seconds,
+        trainable_params=max(h.trainable_params for h in histories), peak_mem_mb=max(peaks, default=float("nan")),
+        train_loss=run.train_loss, val_loss=run.val_loss, stages=run.stages, histories=histories,
+        model=(model if strategy.num_epochs else head) if keep_model else None,
+        head_steps=run.steps["head"], network_steps=run.steps["network"], kept_epoch=run.kept,
+        val_acc=None if val is None else val["acc"], val_loss_kept=None if val is None else val["loss"],
+        final_train_loss=final, diverged=final is not None and diverged(final, num_classes))
 
-    def keep(history, stage, steps_per_epoch):
-        histories.append(history)
-        train_loss.extend(history["train_loss"])
-        if val_ds is not None:  # one entry per epoch, None where the epoch was not validated (val_every_steps)
-            val_loss.extend(history["val_loss"])
-        stages.extend([stage] * len(history.epochs))
-        steps[stage] += steps_per_epoch * len(history.epochs)
-        if val_ds is not None:
-            kept[stage] = (history.best_epoch if history.best_epoch is not None else len(history.epochs) - 1) + 1
 
-    def checkpoint_on_val(epochs):  # keeps the best validation loss; stops early only if the recipe says so
-        return [EarlyStopping(patience=strategy.patience or epochs + 1)] if val_ds is not None else []
+class _StrategyRun:
+    """The stages of one `run_strategy` call (a head on cached features, then training through the network) and
+    the curves they leave."""
 
-    head = X_val = y_val = None
-    if strategy.head_epochs:
-        # feature extraction: one frozen forward pass per image (cached), then a head trained without the backbone
-        X_train, y_train = features.extract_features(model, train_ds, depth=strategy.feature_depth, size=size,
-                                                     device=device, progress=False)
-        if val_ds is not None:
-            X_val, y_val = features.extract_features(model, val_ds, depth=strategy.feature_depth, size=size,
-                                                     device=device, progress=False)
-        head, history = features.train_head(X_train, y_train, X_val, y_val, num_epochs=strategy.head_epochs,
-                                            lr=strategy.head_lr, batch_size=batch_size, seed=seed, device=device,
-                                            standardize=strategy.standardize,
-                                            callbacks=checkpoint_on_val(strategy.head_epochs))
-        keep(history, "head", math.ceil(len(train_ds) / batch_size))
+    def __init__(self, strategy: Strategy, validated: bool):
+        self.strategy, self.validated = strategy, validated
+        self.histories, self.train_loss, self.val_loss, self.stages = [], [], [], []
+        self.steps = {"head": 0, "network": 0}
+        self.kept = {}
 
-    val_loader = None
-    if strategy.num_epochs:
+    def keep(self, history, stage: str, steps_per_epoch: int) -> None:
+        self.histories.append(history)
+        self.train_loss.extend(history["train_loss"])
+        if self.validated:  # one entry per epoch, None where the epoch was not validated (val_every_steps)
+            self.val_loss.extend(history["val_loss"])
+        self.stages.extend([stage] * len(history.epochs))
+        self.steps[stage] += steps_per_epoch * len(history.epochs)
+        if self.validated:
+            best = history.best_epoch
+            self.kept[stage] = (best if best is not None else len(history.epochs) - 1) + 1
+
+    def checkpoint_on_val(self) -> list:
+        """Keeps the best validation loss; stops early only if the recipe says so."""
+        from labkit.train import EarlyStopping, KeepBest
+
+        if not self.validated:
+            return []
+        return [EarlyStopping(patience=self.strategy.patience) if self.strategy.patience else KeepBest()]
+
+    def train_and_score(self, model, train_ds, test_ds, val_ds, size, batch_size, device, seed, val_every_steps):
+        """Train every stage of the strategy; returns (the head or None, test accuracy, validation scores or None)."""
+        from labkit import features
+        from labkit.data import make_loader
+        from labkit.freeze import discriminative_param_groups, freeze_to
+        from labkit.train import (
+            GradualUnfreezing,
+            LRSchedule,
+            MeasureMemory,
+            Precision,
+            ProgressBar,
+            ValidateEvery,
+            evaluate,
+            fit,
+        )
+
+        strategy = self.strategy
+        size = int(size or model.preprocessing.size)
+        head = X_val = y_val = None
+        if strategy.head_epochs:
+            # feature extraction: one frozen forward pass per image (cached), then a head trained without the backbone
+            X_train, y_train = features.extract_features(model, train_ds, depth=strategy.feature_depth, size=size,
+                                                         device=device, progress=False)
+            if val_ds is not None:
+                X_val, y_val = features.extract_features(model, val_ds, depth=strategy.feature_depth, size=size,
+                                                         device=device, progress=False)
+            head, history = features.train_head(X_train, y_train, X_val, y_val, num_epochs=strategy.head_epochs,
+                                                lr=strategy.head_lr, batch_size=batch_size, seed=seed, device=device,
+                                                standardize=strategy.standardize, callbacks=self.checkpoint_on_val())
+            self.keep(history, "head", math.ceil(len(train_ds) / batch_size))
+
+        if not strategy.num_epochs:
+            X_test, y_test = features.extract_features(model, test_ds, depth=strategy.feature_depth, size=size,
+                                                       device=device, progress=False)
+            test_acc = evaluate(head, features.FeatureLoader(X_test, y_test, batch_size=1024))["acc"]
+            val = evaluate(head, features.FeatureLoader(X_val, y_val, batch_size=1024)) if X_val is not None else None
+            return head, test_acc, val
         if head is not None:
             _fold_head(head, model.classifier)  # stage 2 starts from the trained head, not a random one
-        callbacks, param_groups = checkpoint_on_val(strategy.num_epochs), None
+        callbacks, param_groups = self.checkpoint_on_val(), None
         if strategy.gradual_every:
             callbacks.append(GradualUnfreezing(every=strategy.gradual_every, decay=strategy.decay or 1.0,
                                                stop_at=strategy.train_from, train_batchnorm=strategy.train_batchnorm))
@@ -260,29 +307,14 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
         train_loader = make_loader(train_ds, model, batch_size=batch_size, shuffle=True, seed=seed, size=size,
                                    augment=strategy.augment)
         val_loader = make_loader(val_ds, model, batch_size=128, size=size) if val_ds is not None else None
+        callbacks += [LRSchedule(strategy.scheduler), Precision(channels_last=CHANNELS_LAST), MeasureMemory(),
+                      ValidateEvery(max(1, val_every_steps // len(train_loader))), ProgressBar(enabled=False)]
         history = fit(model, train_loader, val_loader, num_epochs=strategy.num_epochs, lr=strategy.lr,
-                      weight_decay=strategy.weight_decay, param_groups=param_groups, scheduler=strategy.scheduler,
-                      callbacks=callbacks, device=device, progress=False, channels_last=CHANNELS_LAST,
-                      val_every=max(1, val_every_steps // len(train_loader)))
-        keep(history, "network", len(train_loader))
+                      weight_decay=strategy.weight_decay, param_groups=param_groups, callbacks=callbacks, device=device)
+        self.keep(history, "network", len(train_loader))
         test_acc = evaluate(model, make_loader(test_ds, model, batch_size=128, size=size))["acc"]
         val = evaluate(model, val_loader) if val_loader is not None else None
-    else:
-        X_test, y_test = features.extract_features(model, test_ds, depth=strategy.feature_depth, size=size,
-                                                   device=device, progress=False)
-        test_acc = evaluate(head, features.FeatureLoader(X_test, y_test, batch_size=1024))["acc"]
-        val = evaluate(head, features.FeatureLoader(X_val, y_val, batch_size=1024)) if X_val is not None else None
-    seconds = time.perf_counter() - start
-    peaks = [h.peak_mem_mb for h in histories if not math.isnan(h.peak_mem_mb)]
-    final = histories[-1]["train_loss"][-1] if histories[-1].epochs else None
-    return StrategyResult(
-        name=strategy.name, test_acc=test_acc, seconds=seconds,
-        trainable_params=max(h.trainable_params for h in histories), peak_mem_mb=max(peaks, default=float("nan")),
-        train_loss=train_loss, val_loss=val_loss, stages=stages, histories=histories,
-        model=(model if strategy.num_epochs else head) if keep_model else None,
-        head_steps=steps["head"], network_steps=steps["network"], kept_epoch=kept,
-        val_acc=None if val is None else val["acc"], val_loss_kept=None if val is None else val["loss"],
-        final_train_loss=final, diverged=final is not None and diverged(final, num_classes))
+        return head, test_acc, val
 
 
 def choose_lr(strategy: Strategy, lrs: Sequence[float], make_backbone, train_ds, val_ds, test_ds, **kwargs

@@ -218,7 +218,7 @@ def training_memory_mb(model: nn.Module, loader) -> float:
     """Memory of one training step on the loader's first batch, in MB: the total of
     labkit.train.measure_training_memory (weights + gradients + AdamW state + the forward pass's high-water mark).
     """
-    from labkit.train import bytes_to_mb, measure_training_memory
+    from labkit.memory import bytes_to_mb, measure_training_memory
 
     batch = next(iter(loader))
     return float(bytes_to_mb(measure_training_memory(model, batch)["total"]))
@@ -448,7 +448,7 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     rows = [epochs[e] for e in sorted(epochs) if e > 0]
     best = max(range(len(rows)), key=lambda i: rows[i].get("val_acc", -1)) + 1 if rows else None
     if device.type == "cuda":
-        from labkit.train import bytes_to_mb
+        from labkit.memory import bytes_to_mb
 
         peak = bytes_to_mb(torch.cuda.max_memory_allocated(device))
     else:
@@ -469,7 +469,7 @@ def fit_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDatas
     param_groups: e.g. `layerwise_lr_groups` (a callable(model) -> groups is fine too).
     model: train this module instead of text_model.model (e.g. `add_lora(text_model.model)`).
     """
-    from labkit.train import EarlyStopping, fit
+    from labkit.train import GradientClipping, KeepBest, LRSchedule, MeasureMemory, ProgressBar, fit
 
     _check_finetune_inputs(text_model, train_ds, val_ds, lr, num_epochs)
     model = model if model is not None else text_model.model
@@ -477,14 +477,13 @@ def fit_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDatas
     train_loader = make_text_loader(train_ds, text_model.tokenizer, batch_size, max_length, shuffle=True, seed=seed)
     val_loader = make_text_loader(val_ds, text_model.tokenizer, max(batch_size, 64), max_length)
     total_steps = len(train_loader) * num_epochs
-    # patience = num_epochs: never stops early, only keeps the best epoch (Trainer's load_best_model_at_end)
-    keep_best = EarlyStopping(patience=num_epochs, monitor="val_acc", restore_best=True)
+    # never stops early, only keeps the best epoch (the Trainer's load_best_model_at_end)
+    recipe = [LRSchedule("linear", warmup_steps=math.ceil(warmup_ratio * total_steps)), GradientClipping(1.0),
+              KeepBest(monitor="val_acc"), *callbacks, MeasureMemory(), ProgressBar(enabled=progress)]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_PEFT_DEPRECATION, category=FutureWarning)
         history = fit(model, train_loader, val_loader, num_epochs=num_epochs, lr=lr, weight_decay=weight_decay,
-                      param_groups=param_groups, scheduler="linear",
-                      warmup_steps=math.ceil(warmup_ratio * total_steps), max_grad_norm=1.0,
-                      callbacks=[keep_best, *callbacks], device=device, progress=progress)
+                      param_groups=param_groups, callbacks=recipe, device=device)
     best = history.best_epoch + 1 if history.best_epoch is not None else None
     return FinetuneResult(model=model, epochs=history.epochs, seconds=history.seconds,
                           trainable_params=history.trainable_params, total_params=history.total_params,

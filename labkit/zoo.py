@@ -15,7 +15,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import nn
 
 from labkit._io import atomic_path, atomic_write_text, file_lock
@@ -133,19 +132,20 @@ def _train_and_save(name, classes, permute_pixels, num_epochs, n_train, seed, re
     from safetensors.torch import save_file
 
     from labkit.data import make_loader
-    from labkit.train import evaluate, fit
+    from labkit.repro import local_seed
+    from labkit.train import LRSchedule, ProgressBar, evaluate, fit
 
     if verbose:
         print(f"Training source model {name!r} once on Fashion-MNIST classes {list(classes)} "
               f"({'scrambled pixels, ' if permute_pixels else ''}{num_epochs} epochs); it is cached afterwards.")
-    torch.manual_seed(seed)
-    model = small_cnn(len(classes), name=name, pretrained=True)
     train = source_task_data("train", classes, permute_pixels, seed)
     if n_train:
         train = train.sample(n_train, seed=seed)
     test = source_task_data("test", classes, permute_pixels, seed)
-    fit(model, make_loader(train, model, batch_size=128, shuffle=True, seed=seed), num_epochs=num_epochs,
-        lr=2e-3, weight_decay=1e-4, scheduler="cosine", device="cpu", progress=False, measure_memory=False)
+    with local_seed(seed):  # the initial weights draw from `seed` alone; the caller's random state is left alone
+        model = small_cnn(len(classes), name=name, pretrained=True)
+        fit(model, make_loader(train, model, batch_size=128, shuffle=True, seed=seed), num_epochs=num_epochs,
+            lr=2e-3, weight_decay=1e-4, callbacks=[LRSchedule("cosine"), ProgressBar(enabled=False)], device="cpu")
     acc = evaluate(model, make_loader(test, model, batch_size=512), device="cpu")["acc"]
     # weights first, then the metadata that vouches for them: each file is replaced whole, never half-written
     with atomic_path(weights) as tmp:

@@ -52,8 +52,7 @@ def loaders(pretrained_state):
 
 
 def _fit(model, loaders, callbacks=(), lr=1e-2, num_epochs=2, **kw):
-    return fit(model, loaders["b"], num_epochs=num_epochs, lr=lr, callbacks=list(callbacks), device="cpu",
-               progress=False, measure_memory=False, **kw)
+    return fit(model, loaders["b"], num_epochs=num_epochs, lr=lr, callbacks=list(callbacks), device="cpu", **kw)
 
 
 def _drift(model, state) -> float:
@@ -242,8 +241,7 @@ def test_run_status_reads_a_fit_history(pretrained_state, loaders):
     from labkit.forgetting import DIVERGED, run_status
 
     m = _model(pretrained_state)
-    history = fit(m, loaders["b"], loaders["b_test"], num_epochs=1, lr=1e-3, device="cpu", progress=False,
-                  measure_memory=False)
+    history = fit(m, loaders["b"], loaders["b_test"], num_epochs=1, lr=1e-3, device="cpu")
     assert run_status(history, 3) in ("learnt", "did not learn task B")
     assert run_status(history, 3, val_acc=history.last("val_acc")) == run_status(history, 3)
     history.epochs[-1]["train_loss"] = 5.0

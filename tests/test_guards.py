@@ -134,8 +134,7 @@ def test_frozen_batchnorm_guard_fires_when_bn_trains():
     model, loader = _bn_setup()
     guard = guards.FrozenBatchNormGuard()
     with pytest.warns(guards.GuardWarning, match="not frozen"):
-        fit(model, loader, num_epochs=1, bn_policy="train", callbacks=[guard], device="cpu", progress=False,
-            measure_memory=False)
+        fit(model, loader, num_epochs=1, bn_policy="train", callbacks=[guard], device="cpu")
     assert guard.moved and min(guard.moved.values()) > 0
 
 
@@ -143,8 +142,7 @@ def test_frozen_batchnorm_guard_quiet_when_bn_frozen():
     model, loader = _bn_setup()
     reference = guards.batchnorm_state(model)
     guard = guards.FrozenBatchNormGuard()
-    _quiet(fit, model, loader, num_epochs=1, bn_policy="freeze", callbacks=[guard], device="cpu",
-           progress=False, measure_memory=False)
+    _quiet(fit, model, loader, num_epochs=1, bn_policy="freeze", callbacks=[guard], device="cpu")
     assert guard.moved == {}
     assert max(guards.batchnorm_drift(model, reference).values()) == 0.0
 
@@ -153,7 +151,7 @@ def test_trainable_batchnorm_is_allowed_to_move():
     model, loader = _bn_setup()
     freeze_to(model, 0)  # full fine-tune: BN statistics are supposed to adapt
     reference = guards.batchnorm_state(model)
-    fit(model, loader, num_epochs=1, device="cpu", progress=False, measure_memory=False)
+    fit(model, loader, num_epochs=1, device="cpu")
     assert max(guards.batchnorm_drift(model, reference).values()) > 0
     assert _quiet(guards.check_frozen_batchnorm, model, reference) == {}
 

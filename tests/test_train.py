@@ -1,5 +1,6 @@
 """The one fit loop: freezing, parameter groups, BatchNorm policy, eval mode, callbacks, clear errors."""
 import copy
+import math
 
 import pytest
 import torch
@@ -8,7 +9,17 @@ from torch import nn
 import labkit
 from labkit import data
 from labkit.freeze import count_parameters, discriminative_param_groups, freeze_to, model_depths
-from labkit.train import EarlyStopping, GradualUnfreezing, eval_mode, evaluate, fit
+from labkit.train import (
+    EarlyStopping,
+    GradualUnfreezing,
+    KeepBest,
+    MaxSteps,
+    MeasureMemory,
+    ValidateEvery,
+    eval_mode,
+    evaluate,
+    fit,
+)
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +300,8 @@ def test_cpu_memory_counts_the_optimizer_state_actually_used(optimizer, states):
         p.requires_grad_(False)  # frozen: no gradient, no optimizer state
     MemoryProbe.record = spy
     try:
-        hist = fit(model, _separable(), num_epochs=1, lr=0.01, optimizer=optimizer, device="cpu")
+        hist = fit(model, _separable(), num_epochs=1, lr=0.01, optimizer=optimizer, device="cpu",
+                   callbacks=[MeasureMemory()])
     finally:
         MemoryProbe.record = original
     grads = (8 * 2 + 2) * 4
@@ -327,14 +339,14 @@ def test_one_divergence_rule_shared_by_strategies_forgetting_and_text():
 
 def test_val_every_validates_every_kth_epoch_and_the_last():
     loader = _separable()
-    hist = fit(nn.Linear(5, 2), loader, loader, num_epochs=7, lr=0.1, val_every=3,
-               callbacks=[EarlyStopping(patience=10)], device="cpu")
+    hist = fit(nn.Linear(5, 2), loader, loader, num_epochs=7, lr=0.1,
+               callbacks=[EarlyStopping(patience=10), ValidateEvery(3)], device="cpu")
     validated = [e for e, v in enumerate(hist["val_loss"], 1) if v is not None]
     assert validated == [3, 6, 7] and hist.best_epoch in (2, 5, 6)  # the kept epoch is one that was validated
     assert [e.get("validated", True) for e in hist.epochs] == [False, False, True, False, False, True, True]
     for bad in (0, -1, 1.5, True):
         with pytest.raises(ValueError, match="val_every"):
-            fit(nn.Linear(5, 2), loader, loader, num_epochs=2, val_every=bad, device="cpu")
+            ValidateEvery(bad)
 
 
 def test_adamw_is_fused_where_torch_has_it_and_takes_the_same_steps():
@@ -357,3 +369,47 @@ def test_adamw_is_fused_where_torch_has_it_and_takes_the_same_steps():
         assert fused.defaults["fused"] is True
     with pytest.raises(ValueError):
         adamw([])  # no parameters: torch's own error, not a silent fallback to nothing
+
+
+def test_keep_best_restores_the_best_epoch_and_never_stops():
+    """KeepBest is EarlyStopping without the stopping: the same kept epoch and weights, every epoch run."""
+    loader = _separable()
+    noisy = [(torch.randn(16, 5, generator=torch.Generator().manual_seed(i)),
+              torch.randint(0, 2, (16,), generator=torch.Generator().manual_seed(10 + i))) for i in range(2)]
+    runs = {}
+    for name, keeper in (("keep", KeepBest()), ("patient", EarlyStopping(patience=100))):
+        torch.manual_seed(0)
+        model = nn.Linear(5, 2)
+        hist = fit(model, loader, noisy, num_epochs=6, lr=0.5, callbacks=[keeper], device="cpu")
+        runs[name] = (hist, model.weight.detach().clone())
+    (keep, w_keep), (patient, w_patient) = runs["keep"], runs["patient"]
+    assert len(keep.epochs) == 6 and not keep.stopped_early
+    assert keep.best_epoch == patient.best_epoch and torch.equal(w_keep, w_patient)
+    assert keep.best("val_loss") == min(keep["val_loss"])
+    with pytest.raises(ValueError, match="needs a val_loader"):
+        fit(nn.Linear(5, 2), loader, num_epochs=1, callbacks=[KeepBest()], device="cpu")
+
+
+def test_max_steps_and_callback_order():
+    """MaxSteps stops mid-epoch; callbacks run by their `order`, the rest in the order given."""
+    loader = _separable()
+    seen = []
+
+    class Named(labkit.Callback):
+        def __init__(self, name, order=0):
+            self.name, self.order = name, order
+
+        def on_fit_start(self, trainer):
+            seen.append(self.name)
+
+    hist = fit(nn.Linear(5, 2), loader, num_epochs=3, device="cpu",
+               callbacks=[Named("a"), Named("late", order=5), MaxSteps(6), Named("b"), Named("early", order=-5)])
+    assert seen == ["early", "a", "b", "late"]
+    assert len(hist.epochs) == 2 and hist.epochs[-1]["epoch"] == 2  # 4 steps an epoch: stopped in the second
+    assert math.isnan(hist.peak_mem_mb)  # memory is measured only with MeasureMemory
+
+
+def test_fit_takes_at_most_twelve_parameters():
+    import inspect
+
+    assert len(inspect.signature(fit).parameters) <= 12
