@@ -272,8 +272,10 @@ def power_hint(est: Estimate, region, pool: int | None = None) -> str:
     if est.basis == "seeds":
         k_need = math.ceil(est.var_seed / target) if target > 0 else math.inf
         return f"about {k_need} seeds would settle it 80 % of the time (here {k}, each seed with its own test items)"
-    room = target - est.var_seed / k
     cap = pool if pool else None
+    if k > 1:
+        return _several_seeds_hint(est, gap, cap)
+    room = target - est.var_seed / k
     if room > 0:
         n_need = math.ceil(per_item / room)
         if cap is None or n_need <= cap:
@@ -290,6 +292,40 @@ def power_hint(est: Estimate, region, pool: int | None = None) -> str:
         k_need = math.ceil((est.var_seed + est.var_churn / n_use) / room_s)
         with_items = f"all {cap:,} items of the pool" if cap else f"these {est.n:,} items"
         return f"about {k_need} seeds with {with_items} would settle it 80 % of the time (here {k})"
+    if cap:
+        return (f"the test pool of {cap:,} items cannot settle it with any number of seeds (the effect is within "
+                f"{gap:.3f} of the claim's boundary)")
+    return (f"it would take more test items and seeds than this setting has (the effect is within {gap:.3f} of the "
+            "boundary)")
+
+
+def _settles(est: Estimate, n: int, k: int, gap: float) -> bool:
+    """Would n items x k seeds, with this variance split, put the interval clear of the boundary 80 % of the time?"""
+    ms_i = est.var_churn + k * est.var_item
+    ms_s = est.var_churn + n * est.var_seed
+    ms_e = est.var_churn
+    combo = ms_i + ms_s - ms_e
+    denom = ms_i ** 2 / (n - 1) + ms_s ** 2 / (k - 1) + ms_e ** 2 / ((n - 1) * (k - 1))
+    df = combo * combo / denom if denom > 0 else math.inf
+    var = est.var_item / n + est.var_seed / k + est.var_churn / (n * k)
+    return (t_quantile(df) + Z80) * math.sqrt(var) <= gap
+
+
+def _several_seeds_hint(est: Estimate, gap: float, cap: int | None) -> str:
+    """For k seeds: the test items at these seeds, else the seeds with all items, that settle it (t at their df)."""
+    k, n = est.k, est.n
+    top = cap or 10 ** 6
+    if top > n and _settles(est, top, k, gap):
+        lo, hi = n, top  # _settles(lo) is false, _settles(hi) is true
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if _settles(est, mid, k, gap) else (mid, hi)
+        return f"about {hi:,} test items would settle it 80 % of the time (here {n:,})"
+    n_use = cap or n
+    with_items = f"all {cap:,} items of the pool" if cap else f"these {n:,} items"
+    for seeds in range(k + 1, 1001):
+        if _settles(est, n_use, seeds, gap):
+            return f"about {seeds} seeds with {with_items} would settle it 80 % of the time (here {k})"
     if cap:
         return (f"the test pool of {cap:,} items cannot settle it with any number of seeds (the effect is within "
                 f"{gap:.3f} of the claim's boundary)")

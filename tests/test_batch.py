@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labkit import batch as batch_mod
+from labkit.tools import batch as batch_mod
 from labkit.tools.batch import LocalPool, SpecError, detect_gpus, load_spec
 from labkit.tools.batch_report import band_verdict, write_report
 from labkit.tools.cli import main

@@ -77,3 +77,18 @@ def test_wilson_for_one_accuracy():
 def test_shapes_must_match():
     with pytest.raises(ValueError, match="same items and seeds"):
         estimate(np.ones((10, 2)), np.ones((10, 3)))
+
+
+def test_hints_over_seeds_name_what_would_settle_it():
+    from labkit.estimate import Estimate, power_hint
+
+    # seeds dominate: more test items cannot help, more seeds can
+    seedy = Estimate(0.05, -0.03, 0.13, 0.02, 2.0, 500, 3, "items and seeds", var_item=0.01, var_seed=0.002,
+                     var_churn=0.2, kind="paired")
+    hint = power_hint(seedy, (0.01, None))
+    assert "seeds with these 500 items would settle it 80 % of the time (here 3)" in hint
+    # items dominate: more test items at these seeds settle it, but not beyond a pool that is too small
+    itemy = Estimate(0.03, -0.002, 0.062, 0.008, 400.0, 500, 3, "items and seeds", var_item=0.05, var_seed=0.0,
+                     var_churn=0.2, kind="paired")
+    assert "test items would settle it 80 % of the time (here 500)" in power_hint(itemy, (0.01, None))
+    assert "pool" in power_hint(itemy, (0.01, None), pool=520) or "seeds" in power_hint(itemy, (0.01, None), pool=520)

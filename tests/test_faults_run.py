@@ -15,8 +15,8 @@ import nbformat
 import psutil
 import pytest
 
-from labkit.tools.cli import main
 from labkit.tools import runner
+from labkit.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.tools.cli import main
 from labkit.params import ParameterError, check, problems, spec
+from labkit.tools.cli import main
 from labkit.tools.runner import notebook_parameters
 
 SOLUTIONS = Path(__file__).parents[1] / "solutions"

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from labkit.tools.cli import main
 from labkit.quiz.exchange import ExchangeError, collect, init_exchange, list_submissions, submit
 from labkit.quiz.grade import grade
 from labkit.quiz.widgets import show_quiz
+from labkit.tools.cli import main
 
 RIGHT = ("Freeze the backbone, train a linear head on its features, and only then consider unfreezing the top block "
          "with a small learning rate.")

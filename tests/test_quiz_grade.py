@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit.tools.cli import main
 from labkit.quiz.grade import grade, grade_dir, parse_deadline
 from labkit.quiz.widgets import show_quiz
+from labkit.tools.cli import main
 
 QUIET = pytest.mark.filterwarnings("ignore:.*skipped a corrupted line")  # asserted where it matters
 

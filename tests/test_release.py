@@ -313,3 +313,16 @@ def test_check_arrays_tensors_and_predicates(capsys):
     assert check("layers", ["fc"], expected=lambda v: "fc" in v) is True
     assert check("name", "resnet18", expected="resnet18") is True
     assert check("frozen", False, expected=True) is False
+
+
+def test_student_copies_carry_no_nbval_markers():
+    """`# NBVAL_...` lines instruct the test runner; the released copy drops them (their meaning stays in metadata)."""
+    root = Path(__file__).resolve().parents[1]
+    for path in sorted((root / "solutions").glob("[0-9][0-9]_*.ipynb")):
+        nb = release_notebook(json.loads(path.read_text()), path.name)
+        for cell in nb["cells"]:
+            assert "NBVAL_" not in src(cell), f"{path.name}: {src(cell)[:60]!r}"
+    cell = {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": 3,
+            "source": "# NBVAL_IGNORE_OUTPUT\nprint(1)\n"}
+    out = release_notebook({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, "99_x.ipynb")
+    assert src(out["cells"][0]) == "print(1)\n"

@@ -311,8 +311,8 @@ def write_report(batch_dir: Path, name: str, runs: list[dict], swept: Sequence[s
              f"{len(missing)} not run yet. Seeds are aggregated as mean ± std (n = number of seeds).", ""]
     if claim_rows:
         lines += ["## Claims checked over seeds", "",
-                  "Each claim judged by `labkit.claims` over all finished seeds: the paired interval of one run "
-                  "plus the spread between seeds (also in `claims.csv`).", "",
+                  "Each claim judged by `labkit.claims` over all finished seeds: the items x seeds variance split "
+                  "of its per-item scores (also in `claims.csv`).", "",
                   claims_markdown(claim_rows, params), ""]
     if bands_file:
         lines += [f"Reference bands: `{bands_file}`; a mean outside its band is marked OUTSIDE.", ""]

@@ -148,12 +148,18 @@ def _has_markers(source: str, markdown: bool) -> bool:
     return any(p.match(line) for line in source.splitlines() for p in patterns)
 
 
+NBVAL_MARKER = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+.*(\n|$)", re.M)
+
+
+def strip_nbval_markers(source: str) -> str:
+    """A code cell without its `# NBVAL_...` comment lines: they instruct the test runner, not the student."""
+    return NBVAL_MARKER.sub("", source)
+
+
 def _clear(cell: dict) -> None:
-    """Clear outputs and execution count, and tell nbval not to compare this cell's output."""
+    """Clear outputs and execution count, and tell nbval (in the cell's metadata) not to compare its output."""
     cell["outputs"] = []
     cell["execution_count"] = None
-    if "NBVAL_IGNORE_OUTPUT" in _source(cell):
-        return  # the comment already says it; a tag as well makes nbval warn about overlapping options
     tags = cell.setdefault("metadata", {}).setdefault("tags", [])
     if NBVAL_IGNORE not in tags:
         tags.append(NBVAL_IGNORE)
@@ -172,6 +178,9 @@ def release_notebook(nb: dict, name: str) -> dict:
             cell.get("metadata", {}).pop(key, None)
         source = _source(cell)
         if cell.get("cell_type") == "code":
+            if NBVAL_MARKER.search(source):  # students never see the test runner's markers
+                source = strip_nbval_markers(source)
+                cell["source"] = _lines(source)
             if "solution" in tags:  # the whole cell is the solution
                 source = "### BEGIN SOLUTION\n" + source.rstrip("\n") + "\n### END SOLUTION\n"
             if _has_markers(source, markdown=False):
