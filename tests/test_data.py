@@ -126,7 +126,7 @@ def test_missing_and_unknown_datasets_are_explained(tmp_path, monkeypatch):
         data.load_dataset(str(tmp_path / "nope"))
     with pytest.raises(KeyError, match="Did you mean 'fashion_mnist'"):
         data.load_dataset("fashion-mnist")
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    monkeypatch.setattr(data.images, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("LABKIT_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)

@@ -77,12 +77,12 @@ def test_hub_model_no_network_vs_other_failure(online, monkeypatch):
 
 
 def test_imdb_no_network_vs_corrupt_archive(online, monkeypatch):
-    monkeypatch.setattr(data, "_download_imdb", _fake_download(urllib.error.URLError(ConnectionRefusedError())))
+    monkeypatch.setattr(data.corpora, "_download_imdb", _fake_download(urllib.error.URLError(ConnectionRefusedError())))
     with pytest.raises(DataUnavailableError, match="there is no internet") as info:
         text.imdb("train", root=online / "missing")
     assert isinstance(info.value.__cause__, urllib.error.URLError)
 
-    monkeypatch.setattr(data, "_download_imdb", _fake_download(tarfile.ReadError("not a gzip file")))
+    monkeypatch.setattr(data.corpora, "_download_imdb", _fake_download(tarfile.ReadError("not a gzip file")))
     with pytest.raises(RuntimeError, match="Downloading IMDB into .* failed: ReadError: not a gzip file") as info:
         text.imdb("train", root=online / "missing")
     assert not isinstance(info.value, DataUnavailableError) and isinstance(info.value.__cause__, tarfile.ReadError)
@@ -91,7 +91,7 @@ def test_imdb_no_network_vs_corrupt_archive(online, monkeypatch):
 def test_fashion_mnist_no_network_vs_local_failure(online, monkeypatch):
     import torchvision
 
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", online / "absent")
+    monkeypatch.setattr(data.images, "DEBIAN_FASHION_MNIST", online / "absent")
     monkeypatch.chdir(online)
     mirrors = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://mirror/, got:\n"
                            "<urlopen error [Errno -3] Temporary failure in name resolution>\n")
@@ -116,5 +116,5 @@ def test_imdb_extraction_refuses_members_outside_the_folder(tmp_path, monkeypatc
         tar.addfile(info, io.BytesIO(payload))
     monkeypatch.delattr(tarfile, "data_filter", raising=False)  # the fallback for Pythons without filters
     with tarfile.open(archive) as tar, pytest.raises(tarfile.ExtractError, match="escaped"):
-        data._safe_extract(tar, tmp_path / "out")
+        data.corpora._safe_extract(tar, tmp_path / "out")
     assert not (tmp_path / "escaped.txt").exists()
