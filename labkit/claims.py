@@ -24,17 +24,26 @@ in some seeds gets no verdict over the survivors, and runs that scored different
 from __future__ import annotations
 
 import base64
-import hashlib
-import json
 import math
-import os
 import statistics
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from labkit import sources
+from labkit.claim_tables import (
+    EDGE_ITEMS,
+    EDGE_TEXT,
+    VERDICTS,
+    count_line,
+    declarations_fingerprint,
+    format_number,
+    ledger_markdown,
+    ledger_rows,
+    published_ledger,
+    write_ledger_csv,
+)
 from labkit.estimate import Estimate, estimate, estimate_numbers, power_hint
 from labkit.metrics import (
     Z95,
@@ -47,21 +56,19 @@ from labkit.metrics import (
     paired_difference,
     unpaired_difference,
 )
+from labkit.viz import show_table
 
 __all__ = ["ARTICLE", "Accuracy", "Scores", "difference", "accuracy", "paired_difference", "unpaired_difference",
            "mean_and_se", "half_width", "MIN_EFFECT", "MIN_EFFECT_WHY",
            "interval", "verdict_for", "judge", "Judgement", "Ledger", "aggregate", "count_line", "ledger_rows",
            "VERDICTS", "Z95", "ledger_markdown", "write_ledger_csv", "published_ledger", "declarations_fingerprint",
-           "pack_items", "unpack_items"]
+           "pack_items", "unpack_items", "EDGE_TEXT", "EDGE_ITEMS"]
 
 # The article most of the course's claims come from; cite it by title (and section), never as "the seed".
 ARTICLE = "Transfer Learning Explained (Abstract Algorithms)"
-VERDICTS = ("holds", "fails", "unresolved")
 # The course's default smallest effect that matters for "A beats B", and why.
 MIN_EFFECT = 0.01
 MIN_EFFECT_WHY = "one point of accuracy: a smaller gain would not change which recipe a practitioner picks"
-EDGE_ITEMS = 2  # the edge column re-judges with this many test items flipped each way
-EDGE_TEXT = f"tips if {EDGE_ITEMS} items flip"  # what the edge column says (another CPU's rounding may tip it)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -270,15 +277,7 @@ def judge(id: str, claim: str, *, source: str, effects: Sequence[float], ses: Se
 # A notebook's ledger
 
 
-def _fmt(value: float, unit: str) -> str:
-    if unit in ("accuracy", "points"):
-        return f"{value:.3f}"
-    return f"{value:.3g}{unit if unit == 'x' else ''}"
-
-
 def _check_source(source: str) -> str:
-    from labkit import sources
-
     sources.resolve(source)
     return source
 
@@ -307,9 +306,7 @@ class Ledger:
         if any(k.id == j.id for k in self.judgements):
             raise ValueError(f"Claim id {j.id!r} is declared twice in {self.notebook}: give each claim its own id.")
         if not j.source:  # the claim's source lives in one place: labkit.sources.CLAIM_SOURCES
-            from labkit.sources import for_claim
-
-            j.source = for_claim(j.id)
+            j.source = sources.for_claim(j.id)
         _check_source(j.source)
         self.judgements.append(j)
         return j
@@ -378,7 +375,7 @@ class Ledger:
             _fill(j, est, within, pool)
             j.n_items = int(n_items or 0)
         j.a_value = est.effect
-        j.measured = f"{label} {_fmt(est.effect, unit)}"
+        j.measured = f"{label} {format_number(est.effect, unit)}"
         j.effects, j.ses = [est.effect], [est.se]
         return self._add(j)
 
@@ -424,183 +421,12 @@ class Ledger:
                            notebook_name=self.notebook)
         if not show:
             return rows
-        from labkit.viz import show_table
-
         return show_table(rows)
 
     def counts(self) -> str:
         return count_line(self.judgements)
 
 
-def _get(j):
-    return j.get if isinstance(j, Mapping) else (lambda k, d=None: getattr(j, k, d))
-
-
-def _effect_text(j) -> str:
-    get = _get(j)
-    if get("kind") in ("demonstration", "not measured") or get("effect") is None:
-        return ""
-    unit = get("unit") or "accuracy"
-    if unit in ("accuracy", "points"):
-        sign = "+" if get("kind") == "compare" else ""
-        return f"{get('effect'):{sign}.3f} [{get('low'):{sign}.3f}, {get('high'):{sign}.3f}]"
-    return f"{_fmt(get('effect'), unit)} [{_fmt(get('low'), unit)}, {_fmt(get('high'), unit)}]"
-
-
-def _verdict_text(get) -> str:
-    verdict = get("verdict")
-    if verdict == "unresolved" and get("resolve"):
-        verdict = f"{verdict}: {get('resolve')}"
-    return verdict
-
-
-def ledger_rows(judgements: Iterable, notebook: bool = False, published: Mapping | None = None,
-                notebook_name: str = "") -> list[dict]:
-    """Table rows: claim, source, the source's number, what was measured, effect [95 % CI], verdict, edge.
-
-    published: the published over-seeds rows by (notebook, id) (a notebook's own table shows them beside its run).
-    """
-    rows = []
-    for j in judgements:
-        get = _get(j)
-        row = {}
-        if notebook:
-            row["notebook"] = get("notebook", "")
-        row.update({"id": get("id"), "claim": get("claim"), "source": _source_text(get("source")),
-                    "source's number": get("article") or "",
-                    "this run" if not notebook else "measured": _measured_text(get, notebook),
-                    "needs": get("expect") or "", "effect [95 % CI]": _effect_text(j)})
-        row["verdict" if published is None else "this run's verdict"] = _verdict_text(get)
-        row["edge"] = EDGE_TEXT if get("edge") else ""
-        if published is not None:
-            pub = published.get((notebook_name, get("id")))
-            if pub is None:
-                row["over seeds (published)"] = "not in the published ledger"
-            else:
-                text = f"{pub['verdict']} ({pub.get('n_seeds')} seeds)"
-                if pub["verdict"] != get("verdict") and get("verdict") in VERDICTS + ("not measured",):
-                    text += "; differs from this run: read this one"
-                row["over seeds (published)"] = text
-        if get("n_seeds", 1) and get("n_seeds", 1) > 1:
-            row["seeds"] = get("n_seeds")
-        rows.append(row)
-    return rows
-
-
-def _measured_text(get, notebook: bool) -> str:
-    """What was measured; in a notebook's own table, followed by the claim's note (a setting the run chose, or a
-    warning such as a resolution far below the weights')."""
-    text = get("measured") or ""
-    note = get("note") or ""
-    return f"{text}; {note}" if note and not notebook and text else (text or note if not notebook else text)
-
-
-def _source_text(source: str) -> str:
-    try:
-        from labkit import sources
-
-        return sources.cite(source)
-    except (ImportError, ValueError, AttributeError):
-        return source or ""
-
-
-def ledger_markdown(judgements: Sequence, extra: Mapping[str, str] | None = None) -> str:
-    """A ledger (one row per claim, a notebook column) as Markdown, then its count line in bold.
-
-    extra: more columns from each judgement, {column title: key}, e.g. {"single runs": "note"} over seeds.
-    """
-    from labkit._tables import markdown_table
-
-    rows = ledger_rows(judgements, notebook=True)
-    if not rows:
-        return "(no notebook recorded any claims)"
-    for row, j in zip(rows, judgements):
-        for title, key in (extra or {}).items():
-            row[title] = _get(j)(key, "")
-    header = list(dict.fromkeys(k for r in rows for k in r))
-    return markdown_table(header, [[r.get(k, "") for k in header] for r in rows]) + f"\n\n**{count_line(judgements)}**"
-
-
-_CSV_DROP = ("effects", "ses", "items_a", "items_b")
-
-
-def write_ledger_csv(judgements: Sequence, path) -> None:
-    """Every field of every claim as one CSV row (per-seed lists and per-item scores left out)."""
-    import pandas as pd
-
-    records = [j if isinstance(j, Mapping) else j.to_dict() for j in judgements]
-    pd.DataFrame(records).drop(columns=list(_CSV_DROP), errors="ignore").to_csv(path, index=False)
-
-
-def count_line(judgements: Iterable) -> str:
-    """'N hold, M fail (K of them ties below the smallest effect that matters), L unresolved' (+ without a verdict)."""
-    js = list(judgements)
-    verdicts = [_get(j)("verdict") for j in js]
-    c = {v: verdicts.count(v) for v in VERDICTS + ("demonstration", "not measured")}
-    ties = sum(1 for j in js if _get(j)("verdict") == "fails" and _is_tie(_get(j)))
-    fails = f"{c['fails']} fail" + (f" ({ties} of them a tie below the smallest effect that matters)" if ties else "")
-    line = f"{c['holds']} hold, {fails}, {c['unresolved']} unresolved"
-    extra = []
-    if c["demonstration"]:
-        extra.append(f"{c['demonstration']} demonstration{'s' if c['demonstration'] != 1 else ''}")
-    if c["not measured"]:
-        extra.append(f"{c['not measured']} not measured")
-    if extra:
-        line += f" ({' and '.join(extra)}, without a verdict)"
-    return line
-
-
-def _is_tie(get) -> bool:
-    """A failed 'A beats B' whose interval straddles 0: no gain that matters, rather than a loss."""
-    m = get("min_effect")
-    if m is None or (isinstance(m, float) and math.isnan(m)) or get("low") is None:
-        return False
-    return float(get("low")) <= 0 <= float(get("high"))
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The published ledger
-
-
-def _ledger_path() -> Path:
-    env = os.environ.get("LABKIT_LEDGER")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "docs" / "claims.csv"
-
-
-_PUBLISHED: dict = {}
-
-
-def published_ledger(path: str | os.PathLike | None = None) -> dict:
-    """The published over-seeds ledger as {(notebook, claim id): row}; empty when it is not there."""
-    p = Path(path) if path else _ledger_path()
-    key = (str(p), p.stat().st_mtime if p.is_file() else None)
-    if key not in _PUBLISHED:
-        rows = {}
-        if p.is_file():
-            import csv
-
-            with open(p, newline="") as f:
-                for r in csv.DictReader(f):
-                    r["n_seeds"] = int(float(r.get("n_seeds") or 1))
-                    rows[(r.get("notebook", ""), r["id"])] = r
-        _PUBLISHED.clear()
-        _PUBLISHED[key] = rows
-    return _PUBLISHED[key]
-
-
-def declarations_fingerprint(rows: Iterable[Mapping]) -> str:
-    """A hash of what the claims declare (notebook, id, claim, source, region, min_effect), not what they measured."""
-    keys = ("notebook", "id", "claim", "source", "region", "min_effect", "kind")
-    items = sorted(json.dumps({k: _plain(r.get(k)) for k in keys}, sort_keys=True) for r in rows)
-    return hashlib.sha1("\n".join(items).encode()).hexdigest()[:12]
-
-
-def _plain(v):
-    if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
-    if isinstance(v, float):
-        return None if math.isnan(v) else round(v, 6)
-    return v
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -672,7 +498,7 @@ def aggregate(claim_runs: Sequence[Mapping]) -> dict:
     if j.kind == "compare" and None not in mean.values():
         j.measured = f"{mean['a_value']:.3f} vs {mean['b_value']:.3f}"
     elif mean["a_value"] is not None:
-        j.measured = f"{m0.get('compared', '')} {_fmt(mean['a_value'], unit)}".strip()
+        j.measured = f"{m0.get('compared', '')} {format_number(mean['a_value'], unit)}".strip()
     single = [r.get("verdict") for r in measured]
     notes = ["single runs: " + ", ".join(f"{single.count(v)} {v}" for v in VERDICTS if single.count(v))]
     if len(texts) > 1:
