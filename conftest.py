@@ -30,7 +30,7 @@ def pytest_configure(config):
     base = getattr(config.option, "nbval_sanitize_with", None)
     if not getattr(config.option, "nbval", False) or not base:
         return
-    from labkit.repro import outputs_comparable
+    from labkit.tools.nbval_mode import outputs_comparable
 
     recorded = REFERENCE_CPU.read_text() if REFERENCE_CPU.exists() else None
     exact, why = outputs_comparable(recorded, forced=os.environ.get("LABKIT_NBVAL_EXACT"))

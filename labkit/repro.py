@@ -5,7 +5,7 @@ import contextlib
 import os
 import random
 
-__all__ = ["seed_everything", "local_seed", "resolve_device", "cpu_signature", "run_signature", "outputs_comparable"]
+__all__ = ["seed_everything", "local_seed", "resolve_device", "cpu_signature", "run_signature"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = True, threads: int | None = None) -> int:
@@ -80,23 +80,6 @@ def run_signature() -> str:
     import torch
 
     return f"{cpu_signature()} threads={torch.get_num_threads()}"
-
-
-def outputs_comparable(recorded: str | None, here: str | None = None, forced: str | None = None) -> tuple[bool, str]:
-    """Can committed notebook outputs recorded on `recorded` (a run_signature) be compared digit for digit here?
-
-    Returns (exact, why). `forced` is LABKIT_NBVAL_EXACT's value: "1" or "0" overrides the answer.
-    """
-    here = here or run_signature()
-    recorded = (recorded or "").strip() or "an unrecorded CPU"
-    if forced not in (None, "", "0", "1"):
-        raise ValueError(f"LABKIT_NBVAL_EXACT must be 0 or 1, got {forced!r}.")
-    if forced in ("0", "1"):
-        return forced == "1", f"LABKIT_NBVAL_EXACT={forced} (outputs recorded on {recorded}; this CPU: {here})"
-    if here == recorded:
-        return True, f"outputs recorded on this kind of CPU ({here}): numbers compared exactly"
-    return False, (f"outputs recorded on {recorded}, this machine is {here}: numbers and verdicts masked, "
-                   "cells, claims and table layout compared (see conftest.py)")
 
 
 def resolve_device(device: str | None = "auto"):

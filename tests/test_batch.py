@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from labkit.tools import batch as batch_mod
+from labkit.tools.bands import band_verdict
 from labkit.tools.batch import LocalPool, SpecError, detect_gpus, load_spec
-from labkit.tools.batch_report import band_verdict, write_report
+from labkit.tools.batch_report import write_report
 from labkit.tools.cli import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "batch"
@@ -293,7 +294,7 @@ def test_cpu_runs_side_by_side_share_the_cores_with_sleeping_threads(monkeypatch
 
 
 def test_shipped_bands_and_example_spec_are_valid():
-    from labkit.tools.batch_report import load_bands
+    from labkit.tools.bands import load_bands
 
     bands = load_bands(REPO / "batches" / "reference_bands.yaml")
     assert bands["00_tour"]["quick"]["probe_gain"] == [0.05, 0.40]
@@ -304,7 +305,7 @@ def test_shipped_bands_and_example_spec_are_valid():
 
 
 def test_shipped_02_bands_name_recorded_numbers_and_the_full_tier_spec_loads():
-    from labkit.tools.batch_report import load_bands
+    from labkit.tools.bands import load_bands
 
     bands = load_bands(REPO / "batches" / "reference_bands.yaml")["02_freeze_strategies"]["quick"]
     nb = json.loads((REPO / "solutions" / "02_freeze_strategies.ipynb").read_text())

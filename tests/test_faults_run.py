@@ -15,7 +15,7 @@ import nbformat
 import psutil
 import pytest
 
-from labkit.tools import runner
+from labkit.tools import execution, runner
 from labkit.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,9 +85,9 @@ def test_batch_refuses_an_output_place_it_cannot_write(tmp_path, capsys):
 
 def test_failing_cell_is_named_by_its_first_line_of_code():
     source = "# NBVAL_IGNORE_OUTPUT\n# train every strategy\n\nresults = run_all()\n"
-    assert runner.first_code_line(source) == "results = run_all()"
-    assert runner.first_code_line("# only a comment\n") == "# only a comment"
-    message = runner._describe_error({"cell": 9, "source": source, "ename": "ValueError", "evalue": "bad"},
+    assert execution.first_code_line(source) == "results = run_all()"
+    assert execution.first_code_line("# only a comment\n") == "# only a comment"
+    message = execution._describe_error({"cell": 9, "source": source, "ename": "ValueError", "evalue": "bad"},
                                      "02", "python3")
     assert message == "In [9] `results = run_all()`: ValueError: bad"
 
@@ -102,7 +102,7 @@ def test_warnings_of_an_executed_notebook_are_collected_with_their_cell(tmp_path
         nbformat.v4.new_output("stream", name="stdout", text="WARNING: resolution=16 px is 14x below 224 px\n")]
     nb.cells = [cell]
     nbformat.write(nb, str(tmp_path / "run.ipynb"))
-    assert runner.notebook_warnings(tmp_path / "run.ipynb") == [
+    assert execution.notebook_warnings(tmp_path / "run.ipynb") == [
         "In [4] `train_full = data.load_dataset(dataset)`: UserWarning: Skipped 1 unreadable file(s) in photos, "
         "e.g. ['broken.jpg'].",
         "In [4] `train_full = data.load_dataset(dataset)`: WARNING: resolution=16 px is 14x below 224 px"]
@@ -177,7 +177,7 @@ def test_killed_run_leaves_no_checkpoint_folder(tmp_path):
 
     system_tmp = Path(tempfile.gettempdir())
     before = set(system_tmp.glob("labkit-trainer-*"))
-    record = runner.execute_notebook(nbs / "00_waits.ipynb", tmp_path / "out", {"block": str(block),
+    record = execution.execute_notebook(nbs / "00_waits.ipynb", tmp_path / "out", {"block": str(block),
                                      "marker": str(marker)}, timeout=15)
     assert record["status"] == "failed" and "RunTimeout" in record["error"]["message"]
     assert marker.exists(), record  # the checkpoint folder was made before the kill
@@ -240,34 +240,34 @@ def test_a_stop_during_a_childs_start_still_stops_it(tmp_path, monkeypatch):
 
     def popen_then_stop(*args, **kwargs):
         proc = real_popen(*args, **kwargs)
-        thread = threading.Thread(target=runner.stop_all)  # Ctrl-C arrives right after the child started
+        thread = threading.Thread(target=execution.stop_all)  # Ctrl-C arrives right after the child started
         thread.start()
         stopper.append(thread)
         time.sleep(0.5)
         return proc
 
-    monkeypatch.setattr(runner.subprocess, "Popen", popen_then_stop)
-    runner.STOPPING.clear()
+    monkeypatch.setattr(execution.subprocess, "Popen", popen_then_stop)
+    execution.STOPPING.clear()
     started = time.monotonic()
     try:
-        record = runner.execute_notebook(nbs / "00_waits.ipynb", tmp_path / "out",
+        record = execution.execute_notebook(nbs / "00_waits.ipynb", tmp_path / "out",
                                          {"block": str(block), "marker": str(tmp_path / "m")})
     finally:
         for thread in stopper:
             thread.join()
-        runner.STOPPING.clear()
+        execution.STOPPING.clear()
     assert time.monotonic() - started < 20
     assert record["status"] == "interrupted"
 
 
 def test_no_child_starts_once_a_stop_is_under_way(tmp_path, monkeypatch):
     make_notebook(tmp_path / "nbs" / "00_x.ipynb", "x = 1")
-    monkeypatch.setattr(runner.subprocess, "Popen", lambda *a, **k: pytest.fail("a child was started"))
-    runner.STOPPING.set()
+    monkeypatch.setattr(execution.subprocess, "Popen", lambda *a, **k: pytest.fail("a child was started"))
+    execution.STOPPING.set()
     try:
-        record = runner.execute_notebook(tmp_path / "nbs" / "00_x.ipynb", tmp_path / "out")
+        record = execution.execute_notebook(tmp_path / "nbs" / "00_x.ipynb", tmp_path / "out")
     finally:
-        runner.STOPPING.clear()
+        execution.STOPPING.clear()
     assert record["status"] == "interrupted" and "before the notebook finished" in record["error"]["message"]
     assert not list((tmp_path / "out").glob(".*"))
 
@@ -338,8 +338,8 @@ def test_labkit_run_hands_the_kernel_one_absolute_cache_root(tmp_path, monkeypat
         def wait(self, timeout=None):
             return 0
 
-    monkeypatch.setattr(runner.subprocess, "Popen", FakePopen)
-    runner.execute_notebook(tmp_path / "nbs" / "00_x.ipynb", tmp_path / "out")
+    monkeypatch.setattr(execution.subprocess, "Popen", FakePopen)
+    execution.execute_notebook(tmp_path / "nbs" / "00_x.ipynb", tmp_path / "out")
     assert seen["LABKIT_CACHE"] == str(tmp_path / "relative-cache")
     assert seen["TMPDIR"] == str(tmp_path / "out" / ".00_x.tmp")  # the run's own temporary folder
     assert not (tmp_path / "out" / ".00_x.tmp").exists()  # removed when the run ended

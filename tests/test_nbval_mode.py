@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 from nbval.plugin import get_sanitize_patterns
 
-from labkit.repro import cpu_signature, outputs_comparable, run_signature
+from labkit.repro import cpu_signature, run_signature
+from labkit.tools.nbval_mode import outputs_comparable
 
 TESTS = Path(__file__).parent
 

@@ -6,7 +6,7 @@ import pytest
 
 from labkit.params import ParameterError, check, problems, spec
 from labkit.tools.cli import main
-from labkit.tools.runner import notebook_parameters
+from labkit.tools.parameters import notebook_parameters
 
 SOLUTIONS = Path(__file__).parents[1] / "solutions"
 NOTEBOOKS = sorted(p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))

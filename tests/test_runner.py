@@ -10,7 +10,9 @@ import psutil
 import pytest
 
 from labkit.tools.cli import main
-from labkit.tools.runner import execute_notebook, find_notebooks, parse_assignments
+from labkit.tools.execution import execute_notebook
+from labkit.tools.notebooks import find_notebooks
+from labkit.tools.parameters import parse_assignments
 
 FIXTURES = Path(__file__).parent / "fixtures" / "batch"
 
@@ -41,7 +43,7 @@ def test_run_prints_numbers_writes_report_and_reports_the_failing_cell(course, t
     # the course ledger comes first: every recorded claim with its interval and verdict, then the count line
     assert "Claims checked (the course ledger)" in captured.out and "1 hold, 0 fail, 0 unresolved" in captured.out
     assert report.index("## Claims checked") < report.index("## Every recorded number")
-    (row,) = [line for line in report.splitlines() if "A beats B" in line]  # the ledger's columns are claims.py's
+    (row,) = [line for line in report.splitlines() if "A beats B" in line]  # the ledger's columns are claim_tables.py's
     assert row.startswith("| toy |") and "| holds |" in row and "**1 hold, 0 fail, 0 unresolved**" in report
     assert "a-beats-b" in (out / "claims.csv").read_text() and "score" in (out / "numbers.csv").read_text()
     status = json.loads((out / "01_broken.status.json").read_text())

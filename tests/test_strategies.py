@@ -282,7 +282,7 @@ def test_notebook_runs_unchanged_on_the_full_tier_code_path(tmp_path):
     Only the number of labelled and validation images, the test size, the epochs and the curve are made small, so
     that the run fits a CPU; everything else is the full tier's, and the notebook itself is not touched.
     """
-    from labkit.tools.runner import execute_notebook
+    from labkit.tools.execution import execute_notebook
 
     params = {"tier": "full", "device": "cpu", "n_per_class": 3, "val_per_class": 5, "test_size": 60,
               "num_epochs": 1, "curve_sizes": [3], "threads": 2, "student_id": "ci"}
@@ -335,7 +335,7 @@ def image_folder_with_train_and_val(root: Path, n_train: int = 12, n_val: int = 
 def test_notebook_runs_on_a_train_val_image_folder(tmp_path, monkeypatch):
     """dataset=<an ImageFolder with train/ and val/>: the notebook runs unchanged, validates on images held out of
     train/, tests on val/ (the folder has no test/), and every class is a shape, never a split name."""
-    from labkit.tools.runner import execute_notebook
+    from labkit.tools.execution import execute_notebook
 
     folder = image_folder_with_train_and_val(tmp_path / "shapes")
     monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))

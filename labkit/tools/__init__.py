@@ -2,12 +2,15 @@
 
 - `cli`: the `labkit` command (doctor, run, batch, release, quiz);
 - `envcheck`: `labkit doctor` / `labkit.doctor()`;
-- `runner`: `labkit run` and `execute_notebook` (one papermill run in a child process);
-- `batch`, `batch_report`: `labkit batch SPEC.yaml` and its reports;
+- `runner`: `labkit run`; `parameters`: the notebooks' declared parameters, tiers and their checks;
+- `execution`: `execute_notebook` (one papermill run in a child process), shared by `run` and `batch`;
+- `batch`, `batch_spec`, `batch_report`: `labkit batch SPEC.yaml`, its spec and its reports;
 - `release`: `labkit release` (student notebooks and compiled quiz banks from solutions/);
+- `ledger_check`, `reproductions`: the published claims ledger and its reproduction reports;
+- `nbval_mode`: whether nbval compares the committed numbers exactly on this machine (conftest.py);
 - `bands`: reference bands (batches/reference_bands.yaml); `notebooks`: notebook names -> files.
 
-This layer sits above the lesson modules (labkit.assets, labkit.train, ...), which sit above the private leaf
-modules (labkit._io, labkit._tables, labkit._torchutil); lower layers never import upper ones (the contract is in
-pyproject.toml, tests/test_layers.py checks it). `python -m labkit` runs `cli`.
+This layer sits above the course (labkit.claims, labkit.params, ...), the lessons (labkit.features, ...), the core
+(labkit.train, labkit.data, ...) and the private leaf modules (labkit._io, ...); lower layers never import upper
+ones (the contract is in pyproject.toml, tests/test_layers.py checks it). `python -m labkit` runs `cli`.
 """

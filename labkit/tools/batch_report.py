@@ -1,6 +1,6 @@
 """Reports for `labkit batch`: every run's numbers (CSV + Markdown), seeds as mean +- std, plots, reference bands.
 
-The bands themselves (finding, reading, judging) are in labkit.tools.bands; this module re-exports them.
+The bands themselves (finding, reading, judging) are in labkit.tools.bands.
 """
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from labkit._tables import flatten_numbers, format_value, markdown_table
-from labkit.claims import write_ledger_csv
-from labkit.tools.bands import BANDS_FILE, band_verdict, find_bands, load_bands
+from labkit.claims import aggregate, count_line, declarations_fingerprint, ledger_markdown, write_ledger_csv
+from labkit.repro import cpu_signature
+from labkit.sources import SETTINGS, cite
+from labkit.tools.bands import band_verdict
+from labkit.tools.reproductions import write_reports
 
-__all__ = ["BANDS_FILE", "band_verdict", "find_bands", "load_bands", "summarise", "run_rows", "headline_metrics",
+__all__ = ["summarise", "run_rows", "headline_metrics",
            "plot_metric", "aggregate_claims", "claims_markdown", "publish_claims", "update_readme_claims",
            "resolve_share", "ledger_meta",
            "write_report"]
@@ -146,8 +149,6 @@ def plot_metric(path: Path, notebook: str, metric: str, runs: list[dict], swept:
 
 def aggregate_claims(runs: list[dict], swept: Sequence[str]) -> list[dict]:
     """Every claim over the seeds of each (notebook, other swept values), judged with the one rule."""
-    from labkit.claims import aggregate
-
     others = [p for p in swept if p != "seed"]
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
@@ -167,8 +168,6 @@ def aggregate_claims(runs: list[dict], swept: Sequence[str]) -> list[dict]:
 
 def claims_markdown(claim_rows: list[dict], params: Sequence[str] = ()) -> str:
     """The over-seeds ledger as Markdown, with its count line."""
-    from labkit.claims import ledger_markdown
-
     return ledger_markdown(claim_rows, {**{p: p for p in params}, "single runs": "note"})
 
 
@@ -187,8 +186,6 @@ def resolve_share(claim_rows: Sequence[Mapping]) -> tuple[int, int]:
 def ledger_meta(claim_rows: Sequence[Mapping], commit: str, seeds: Sequence, tier: str) -> dict:
     """What the published ledger was measured from: the commit, seeds, and a fingerprint of each notebook's claim
     declarations (`labkit.claims.declarations_fingerprint`), which the tests compare with the notebooks."""
-    from labkit.claims import count_line, declarations_fingerprint
-
     by_nb: dict[str, list] = {}
     for r in claim_rows:
         by_nb.setdefault(str(r.get("notebook", "")), []).append(r)
@@ -206,11 +203,6 @@ def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: 
     import json
     import platform
     import subprocess
-
-    from labkit.claims import count_line
-    from labkit.repro import cpu_signature
-    from labkit.sources import SETTINGS, cite
-    from labkit.tools.reproductions import write_reports
 
     md_path = Path(md_path)
     md_path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,8 +252,6 @@ def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: 
 def update_readme_claims(readme: str | os.PathLike, md_path: str | os.PathLike, claim_rows: list[dict],
                          tier: str, n_seeds: int) -> bool:
     """Put the over-seeds count line and a link to the ledger between the README's claims markers."""
-    from labkit.claims import count_line
-
     readme = Path(readme)
     start, end = "<!-- claims:start -->", "<!-- claims:end -->"
     text = readme.read_text() if readme.is_file() else ""

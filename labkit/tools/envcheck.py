@@ -8,6 +8,8 @@ import os
 import platform
 import socket
 
+from labkit.data import DEBIAN_FASHION_MNIST, DataUnavailableError, orange_datasets_dir
+
 __all__ = ["doctor", "collect", "add_arguments", "run"]
 
 _PACKAGES = ["labkit", "torch", "torchvision", "timm", "transformers", "peft", "scikit-learn", "scikit-image",
@@ -23,7 +25,7 @@ def _version(pkg: str) -> str:
 
 def _online(timeout: float = 1.5) -> bool:
     """Whether the model hubs look reachable (a DNS lookup and TCP connect, nothing downloaded)."""
-    from labkit.assets import is_offline
+    from labkit.assets import is_offline  # deferred: labkit.assets imports torch, `labkit doctor` starts without
 
     if is_offline():
         return False
@@ -38,8 +40,7 @@ def collect(check_network: bool = True) -> dict:
     """Everything doctor reports, as a dict (the tour notebook and tests use it)."""
     import torch
 
-    from labkit.assets import asset_status, list_assets
-    from labkit.data import DEBIAN_FASHION_MNIST, DataUnavailableError, orange_datasets_dir
+    from labkit.assets import asset_status, list_assets  # deferred with torch (see _online)
 
     info = {"python": platform.python_version(), "platform": platform.platform(terse=True),
             "versions": {p: _version(p) for p in _PACKAGES}, "cpu_threads": torch.get_num_threads()}

@@ -23,6 +23,9 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+from labkit.claims import declarations_fingerprint
+from labkit.sources import cite
+
 __all__ = ["notebook_claims", "check", "add_arguments", "run", "main"]
 
 REPUBLISH = "labkit batch batches/claims.yaml --publish docs/claims.md, then make outputs NB=<each notebook>"
@@ -80,9 +83,6 @@ def _ledger(csv_path: Path) -> dict[tuple[str, str], dict]:
 
 def check(solutions: str | Path, ledger_csv: str | Path) -> list[str]:
     """Every way the published ledger and the committed notebooks disagree, one sentence each ([] when in step)."""
-    from labkit.claims import declarations_fingerprint
-    from labkit.sources import cite
-
     solutions, ledger_csv = Path(solutions), Path(ledger_csv)
     if not ledger_csv.is_file():
         return [f"There is no published ledger at {ledger_csv}: run {REPUBLISH}."]
