@@ -1,8 +1,8 @@
 """Small torch helpers every lesson module needs (eval mode, progress bars, a model's device, a weights hash).
 
 A leaf module: it imports torch and numpy only, never another labkit module, so the model registry, viz, features,
-probe and text use these without importing the training loop. `labkit.train` re-exports eval_mode and
-progress_enabled for older imports.
+probe and text use these without importing the training loop. `labkit.train` publishes eval_mode beside
+`evaluate` and `predict`, which use it (the name the notebooks teach: `with labkit.train.eval_mode(model):`).
 """
 from __future__ import annotations
 

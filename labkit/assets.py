@@ -20,6 +20,8 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from labkit._torchutil import eval_mode, hub_progress
+
 __all__ = [
     "AssetUnavailableError", "Preprocessing", "Backbone", "TextModel", "VISION_ASSETS", "TEXT_ASSETS",
     "load_backbone", "load_text_model", "list_assets", "asset_status", "is_offline", "is_network_error",
@@ -399,8 +401,6 @@ class TextModel:
     def encode(self, texts: list[str], batch_size: int = 32, max_length: int | None = None,
                device: str | torch.device = "cpu", normalize: bool = True) -> torch.Tensor:
         """Mean-pooled sentence embeddings, shape (len(texts), hidden); eval mode, no gradients."""
-        from labkit._torchutil import eval_mode
-
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of texts, not a single string: wrap it as [text].")
         encoder = getattr(self.model, "base_model", self.model)
@@ -450,8 +450,6 @@ TEXT_ASSETS: dict[str, TextAsset] = {
 
 def _from_pretrained(factory, source: str, embedded: bool, name: str, **kwargs):
     """Load from a local folder, the local HF cache, or (when allowed) the hub, with a clear error otherwise."""
-    from labkit._torchutil import hub_progress
-
     with hub_progress():
         return _load_pretrained(factory, source, embedded, name, **kwargs)
 

@@ -7,7 +7,7 @@ head for many epochs costs almost nothing.
 
 This is labkit's one feature cache: `extract_features`, `labkit.probe.depth_features` (many depths in one pass)
 and `labkit.text.embed` (sentence embeddings, kept in memory only) all go through `cache_get` / `cache_put` /
-`cache_keep`, and one counter, `STATS`, counts what ran and what the cache answered (`probe.STATS` is this dict):
+`cache_keep`, and one counter, `STATS`, counts what ran and what the cache answered:
 backbone_batches (batches a backbone ran on to make features), memory_hits and disk_hits (keys found).
 `clear_memory_cache()` (also `probe.clear_memory_cache`) forgets the memory part; the disk part stays.
 """
@@ -22,10 +22,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit._io import atomic_write, file_lock
-from labkit._torchutil import weights_digest
-from labkit.data import EpochShuffle
-from labkit.repro import resolve_device
+from labkit._io import atomic_write, cache_root, file_lock
+from labkit._torchutil import eval_mode, progress_enabled, weights_digest
+from labkit.data import EpochShuffle, make_loader
+from labkit.metrics import accuracy
+from labkit.repro import local_seed, resolve_device
+from labkit.train import MeasureMemory, ProgressBar, fit
 
 __all__ = ["extract_features", "subset_features", "feature_key", "feature_keys", "clear_memory_cache", "fit_probe",
            "linear_probe", "choose_C", "PROBE_CS",
@@ -37,8 +39,6 @@ STATS = {"backbone_batches": 0, "memory_hits": 0, "disk_hits": 0}  # tests read 
 
 def cache_dir() -> Path:
     """Where cached features live on disk: `<cache root>/features`, the same from every working folder."""
-    from labkit._io import cache_root
-
     return cache_root() / "features"
 
 
@@ -113,9 +113,6 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
     The backbone runs in eval mode without gradients; its previous mode is restored.
     preprocessing: override the backbone's preprocessing (the pitfalls notebook feeds wrong statistics on purpose).
     """
-    from labkit._torchutil import eval_mode, progress_enabled
-    from labkit.data import make_loader
-
     pre = preprocessing or backbone.preprocessing
     size = int(size or pre.size)
     key = None
@@ -177,8 +174,6 @@ def _one_blas_thread():
 def linear_probe(X_train, y_train, X_test, y_test, C: float = 1.0, max_iter: int = 2000):
     """Test accuracy of `fit_probe` on held-out features: a float that keeps which test items were right
     (`labkit.metrics.Accuracy`), so two probes on the same test set can be compared item by item."""
-    from labkit.metrics import accuracy
-
     clf = fit_probe(X_train, y_train, C, max_iter)
     with _one_blas_thread():
         return accuracy(clf.predict(X_test), y_test)
@@ -241,9 +236,6 @@ def train_head(X_train, y_train, X_val=None, y_val=None, kind: str = "linear", n
         random state is left as it was.
     callbacks: handed to fit, with MeasureMemory (History.peak_mem_mb) and no progress bar unless given.
     """
-    from labkit.repro import local_seed
-    from labkit.train import MeasureMemory, ProgressBar, fit
-
     X_train = np.asarray(X_train, dtype=np.float32)
     num_classes = int(np.max(y_train)) + 1
     callbacks = list(callbacks)

@@ -28,9 +28,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from labkit import features
 from labkit._batch import forward as forward_logits
 from labkit._batch import split_batch, take, to_device
 from labkit._torchutil import eval_mode
+from labkit.freeze import freeze_to
 from labkit.train import Callback, diverged, evaluate
 
 __all__ = ["TwoHeadModel", "TaskView", "task_accuracies", "forgetting", "SourceTaskTracker", "shared_parameters",
@@ -170,8 +172,6 @@ def probe_task_a(model: nn.Module, train_ds, test_ds, device=None):
     features moved but kept the information (the old head no longer fits them); a low probe means it was lost.
     train_ds / test_ds: task-A images (the test set is the one head A is scored on, for paired comparisons).
     """
-    from labkit import features
-
     body = model.backbone if isinstance(model, TwoHeadModel) else model
     device = device or next(body.parameters()).device
     X_train, y_train = features.extract_features(body, train_ds, device=device, cache=False, progress=False)
@@ -460,8 +460,6 @@ class LinearProbeThenFineTune(Callback):
         self.probe_epochs, self.probe_lr = int(probe_epochs), probe_lr
 
     def on_fit_start(self, trainer):
-        from labkit.freeze import freeze_to
-
         self.start = [p.requires_grad for p in trainer.model.parameters()]
         self.finetune_lr = trainer.base_lr
         freeze_to(trainer.model, -1)

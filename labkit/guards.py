@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit.assets import IMAGENET_MEAN, IMAGENET_STD, load_backbone
 from labkit.train import Callback
 
 __all__ = ["GuardWarning", "InputStatistics", "check_input_statistics", "implied_pixels", "check_channels",
@@ -117,8 +118,6 @@ def check_input_statistics(loader_or_batch, backbone, max_batches: int = 2, tol:
     mean=std=0.5 statistics) and names the ones that fit.
     loader_or_batch: a loader of (x, y) batches, one (x, y) batch, or an image tensor (N, 3, H, W).
     """
-    from labkit.assets import IMAGENET_MEAN, IMAGENET_STD
-
     pre = _preprocessing_of(backbone)
     x = _first_batches(loader_or_batch, max_batches).detach().float().cpu()
     if x.dim() != 4:
@@ -203,8 +202,6 @@ def check_resolution(loader_or_batch, backbone, size: int | None = None, max_rat
 
 def weights_resolution(backbone_name: str) -> int:
     """The input size (px) a registry backbone's weights were trained at, without loading the weights."""
-    from labkit.assets import load_backbone
-
     return int(load_backbone(backbone_name, pretrained=False).preprocessing.size)
 
 

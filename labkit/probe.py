@@ -13,15 +13,26 @@ import numpy as np
 import torch
 from torch import nn
 
-from labkit.features import STATS, cache_get, cache_put, clear_memory_cache, feature_keys
+from labkit._torchutil import eval_mode, progress_enabled
+from labkit.data import make_loader
+from labkit.features import (
+    PROBE_CS,
+    cache_get,
+    cache_put,
+    choose_C,
+    clear_memory_cache,
+    feature_keys,
+    linear_probe,
+)
+from labkit.features import STATS as feature_stats  # one counter: labkit.features.STATS
 from labkit.hooks import record_activations
 from labkit.repro import resolve_device
 
 __all__ = ["depth_features", "clear_memory_cache", "layerwise_probe", "largest_gap", "probe_rows",
            "activation_maps", "spatial_shapes", "receptive_fields", "depth_table", "first_conv", "filter_smoothness",
-           "top_activating", "pick_channels", "project_2d", "STATS"]
+           "top_activating", "pick_channels", "project_2d"]
 
-# STATS and clear_memory_cache are labkit.features' (one feature cache, one counter), named here for older code
+# clear_memory_cache is labkit.features' (one feature cache), named here beside depth_features
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -83,9 +94,6 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
         block inside a depth such as 'stage6.0'.
     Results share labkit.features' disk cache, so extract_features(backbone, ds, depth, size) reuses them.
     """
-    from labkit._torchutil import eval_mode, progress_enabled
-    from labkit.data import make_loader
-
     names = _resolve_depths(backbone, depths)
     size = int(size or backbone.preprocessing.size)
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -111,7 +119,7 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
     pooled: dict[str, list[torch.Tensor]] = {d: [] for d in todo}
     with eval_mode(backbone), torch.inference_mode(), record_activations(modules) as acts:
         for x, _ in iterator:
-            STATS["backbone_batches"] += 1
+            feature_stats["backbone_batches"] += 1
             x = x.to(device)
             # run only as deep as needed: the logits need the whole network, a shallow depth only its prefix
             if last == "classifier":
@@ -135,8 +143,6 @@ def layerwise_probe(backbone, train_ds, test_ds, depths: Sequence[str] | None = 
     val_ds: validation images; with them, each depth's C is chosen on validation from `Cs`
         (labkit.features.choose_C) instead of the fixed C.
     """
-    from labkit.features import PROBE_CS, choose_C, linear_probe
-
     train = depth_features(backbone, train_ds, depths, size, **feature_kwargs)
     test = depth_features(backbone, test_ds, depths, size, **feature_kwargs)
     if val_ds is None:
@@ -171,8 +177,6 @@ def probe_rows(curves: Mapping[str, Mapping[str, float]], digits: int = 3) -> li
 # --------------------------------------------------------------------------------------------------------------
 def activation_maps(backbone, x: torch.Tensor, depths: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """Feature maps of one preprocessed image x (1, 3, H, W) at each depth: {depth: (C, h, w)}."""
-    from labkit._torchutil import eval_mode
-
     names = [d for d in _resolve_depths(backbone, depths) if not d.startswith("classifier")]
     if x.dim() == 3:
         x = x.unsqueeze(0)
@@ -197,8 +201,6 @@ def receptive_fields(backbone, depths: Sequence[str] | None = None, canvas: int 
     that unit can see; the side of their bounding box is the receptive field. canvas: input size used; a value
     equal to canvas means "at least canvas" (the unit sees the whole input).
     """
-    from labkit._torchutil import eval_mode
-
     names = [d for d in _resolve_depths(backbone, depths) if not d.startswith("classifier")]
     device = next(backbone.parameters()).device
     g = torch.Generator().manual_seed(seed)

@@ -20,6 +20,26 @@ import numpy as np
 import torch
 from torch import nn
 
+from labkit import features
+from labkit.assets import load_backbone
+from labkit.data import make_loader
+from labkit.freeze import discriminative_param_groups, freeze_to
+from labkit.memory import bytes_to_mb, measure_training_memory
+from labkit.repro import local_seed
+from labkit.train import (
+    EarlyStopping,
+    GradualUnfreezing,
+    KeepBest,
+    LRSchedule,
+    MeasureMemory,
+    Precision,
+    ProgressBar,
+    ValidateEvery,
+    diverged,
+    evaluate,
+    fit,
+)
+
 __all__ = ["Strategy", "StrategyResult", "run_strategy", "choose_lr", "backbone_factory", "standard_strategies",
            "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "accuracy_noise",
            "ARTICLE_MATRIX", "ARTICLE_LR", "lr_text"]
@@ -140,8 +160,6 @@ def backbone_factory(source: str | Callable[[bool], nn.Module] = "efficientnet_l
     own source model: lambda pretrained: zoo.fashion_source_model() if pretrained else zoo.small_cnn(5).
     """
     if isinstance(source, str):
-        from labkit.assets import load_backbone
-
         name = source
 
         def build(pretrained: bool):
@@ -196,9 +214,6 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
         long, and always after the last epoch): 5 images per class is 2 steps an epoch, and validating 200 images
         after each would cost more than the training.
     """
-    from labkit.repro import local_seed
-    from labkit.train import diverged
-
     if not isinstance(strategy, Strategy):
         raise TypeError(f"run_strategy needs a labkit.strategies.Strategy, got {type(strategy).__name__}.")
     num_classes = len(train_ds.classes)
@@ -250,28 +265,12 @@ class _StrategyRun:
 
     def checkpoint_on_val(self) -> list:
         """Keeps the best validation loss; stops early only if the recipe says so."""
-        from labkit.train import EarlyStopping, KeepBest
-
         if not self.validated:
             return []
         return [EarlyStopping(patience=self.strategy.patience) if self.strategy.patience else KeepBest()]
 
     def train_and_score(self, model, train_ds, test_ds, val_ds, size, batch_size, device, seed, val_every_steps):
         """Train every stage of the strategy; returns (the head or None, test accuracy, validation scores or None)."""
-        from labkit import features
-        from labkit.data import make_loader
-        from labkit.freeze import discriminative_param_groups, freeze_to
-        from labkit.train import (
-            GradualUnfreezing,
-            LRSchedule,
-            MeasureMemory,
-            Precision,
-            ProgressBar,
-            ValidateEvery,
-            evaluate,
-            fit,
-        )
-
         strategy = self.strategy
         size = int(size or model.preprocessing.size)
         head = X_val = y_val = None
@@ -389,9 +388,6 @@ def training_memory(model: nn.Module, batch, train_from: int | str = 0) -> dict:
     A view of labkit.train.measure_training_memory (bytes) in MB (train.bytes_to_mb). Works on a copy, so the
     caller's model keeps its trainable flags.
     """
-    from labkit.freeze import freeze_to
-    from labkit.train import bytes_to_mb, measure_training_memory
-
     model = copy.deepcopy(model)
     freeze_to(model, train_from)
     out = measure_training_memory(model, batch)

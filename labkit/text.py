@@ -33,16 +33,28 @@ from torch import nn
 
 from labkit._torchutil import hub_progress, model_device, progress_enabled, weights_digest
 from labkit.assets import AssetUnavailableError, TextModel
-from labkit.data import IMDB_URL, TextDataset, imdb, load_text_dataset, make_text_loader
+from labkit.data import IMDB_URL, TextDataset, imdb, make_text_loader
+from labkit.features import cache_get, cache_keep, fit_probe
 from labkit.freeze import count_parameters, discriminative_param_groups
+from labkit.memory import bytes_to_mb, measure_training_memory
+from labkit.metrics import Accuracy
 from labkit.repro import resolve_device
-from labkit.train import diverged  # the one divergence rule, re-exported for notebook 04
+from labkit.train import (
+    GradientClipping,
+    KeepBest,
+    LRSchedule,
+    MeasureMemory,
+    ProgressBar,
+    adamw,
+    fit,
+    predict,
+)
 
 __all__ = [
     "scores", "majority_rate", "tfidf_baseline", "embed", "logistic_regression", "knn_accuracy", "encoder_of",
     "layerwise_lr_groups", "add_lora", "trainable_share", "FinetuneResult", "trainer_finetune", "fit_finetune",
-    "evaluate_text", "training_memory_mb", "load_corpus", "imdb", "IMDB_URL", "AssetUnavailableError",
-    "MeanPoolClassifier", "mean_pool_classifier", "token_lengths", "diverged",
+    "evaluate_text", "training_memory_mb", "imdb", "IMDB_URL", "AssetUnavailableError",
+    "MeanPoolClassifier", "mean_pool_classifier", "token_lengths",
 ]
 
 # peft asks transformers a deprecated question (is_gradient_checkpointing); nothing a student can act on
@@ -59,8 +71,6 @@ def scores(y_true, y_pred) -> dict:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.size == 0:
         raise ValueError(f"Need as many predictions as labels (got {y_pred.shape} and {y_true.shape}), at least one.")
-    from labkit.metrics import Accuracy
-
     # acc keeps which texts were right (labkit.metrics.Accuracy), for paired comparisons between rows
     return {"acc": Accuracy(y_true == y_pred),
             "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0))}
@@ -114,8 +124,6 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
     The cache (labkit.features' one feature cache, memory part) is keyed by the weights and the text, so
     embedding a subset of texts seen before costs nothing; `features.clear_memory_cache()` forgets it.
     """
-    from labkit.features import cache_get, cache_keep
-
     if isinstance(texts, str):
         raise TypeError("embed() takes a list of texts, not a single string: wrap it as [text].")
     texts = list(texts)
@@ -144,8 +152,6 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
 
 def logistic_regression(X_train, y_train, X_test, y_test, C: float = 1.0) -> dict:
     """A standardised logistic regression on frozen features: acc, macro_f1, seconds, trainable_params, pred."""
-    from labkit.features import fit_probe
-
     start = time.perf_counter()
     clf = fit_probe(X_train, y_train, C=C)
     pred = clf.predict(X_test)
@@ -164,8 +170,6 @@ def knn_accuracy(X_train, y_train, X_test, y_test, k: int = 5):
         raise ValueError("knn_accuracy needs at least one reference example.")
     nearest = (X_test @ X_train.T).topk(k, dim=1).indices  # (N_test, k)
     votes = torch.nn.functional.one_hot(y_train[nearest], int(y_train.max()) + 1).sum(1)  # (N_test, classes)
-    from labkit.metrics import Accuracy
-
     return Accuracy(votes.argmax(1).numpy() == np.asarray(y_test))  # a float that keeps which items were right
 
 
@@ -218,8 +222,6 @@ def training_memory_mb(model: nn.Module, loader) -> float:
     """Memory of one training step on the loader's first batch, in MB: the total of
     labkit.train.measure_training_memory (weights + gradients + AdamW state + the forward pass's high-water mark).
     """
-    from labkit.memory import bytes_to_mb, measure_training_memory
-
     batch = next(iter(loader))
     return float(bytes_to_mb(measure_training_memory(model, batch)["total"]))
 
@@ -227,8 +229,6 @@ def training_memory_mb(model: nn.Module, loader) -> float:
 def evaluate_text(model: nn.Module, tokenizer, ds: TextDataset, max_length: int = 128, batch_size: int = 64,
                   device: str | None = None) -> dict:
     """acc, macro_f1 and pred of a sequence classifier on a TextDataset (eval mode, no gradients)."""
-    from labkit.train import predict
-
     loader = make_text_loader(ds, tokenizer, batch_size=batch_size, max_length=max_length)
     logits, targets = predict(model, loader, device)
     pred = logits.argmax(1).numpy()
@@ -422,8 +422,6 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
         optimizers = (None, None)
         if param_groups is not None:
             groups = [{k: v for k, v in g.items() if k != "name"} for g in param_groups]
-            from labkit.train import adamw
-
             optimizers = (adamw(groups, lr=lr, weight_decay=weight_decay), None)
         trainer = Trainer(model=model, args=args, train_dataset=_Tokenised(train_ds, tokenizer, max_length),
                           eval_dataset=_Tokenised(val_ds, tokenizer, max_length),
@@ -448,8 +446,6 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     rows = [epochs[e] for e in sorted(epochs) if e > 0]
     best = max(range(len(rows)), key=lambda i: rows[i].get("val_acc", -1)) + 1 if rows else None
     if device.type == "cuda":
-        from labkit.memory import bytes_to_mb
-
         peak = bytes_to_mb(torch.cuda.max_memory_allocated(device))
     else:
         peak = training_memory_mb(model, make_text_loader(train_ds, tokenizer, batch_size, max_length))
@@ -469,8 +465,6 @@ def fit_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDatas
     param_groups: e.g. `layerwise_lr_groups` (a callable(model) -> groups is fine too).
     model: train this module instead of text_model.model (e.g. `add_lora(text_model.model)`).
     """
-    from labkit.train import GradientClipping, KeepBest, LRSchedule, MeasureMemory, ProgressBar, fit
-
     _check_finetune_inputs(text_model, train_ds, val_ds, lr, num_epochs)
     model = model if model is not None else text_model.model
     max_length = int(max_length or text_model.max_length)
@@ -488,9 +482,3 @@ def fit_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDatas
     return FinetuneResult(model=model, epochs=history.epochs, seconds=history.seconds,
                           trainable_params=history.trainable_params, total_params=history.total_params,
                           peak_mem_mb=history.peak_mem_mb, best_epoch=best)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Corpora: labkit.data's (one dispatcher, one CSV split rule); load_corpus is data.load_text_dataset
-# --------------------------------------------------------------------------------------------------------------
-load_corpus = load_text_dataset

@@ -22,7 +22,7 @@ from torch import nn
 from labkit._batch import forward as _forward
 from labkit._batch import split_batch as _split_batch
 from labkit._batch import to_device as _to_device
-from labkit._torchutil import eval_mode, model_device, progress_enabled
+from labkit._torchutil import eval_mode, model_device
 from labkit.callbacks import (
     Callback,
     EarlyStopping,
@@ -39,12 +39,13 @@ from labkit.callbacks import (
 )
 from labkit.freeze import count_parameters, frozen_batchnorm_eval
 from labkit.memory import MemoryProbe, bytes_to_mb, measure_training_memory
+from labkit.metrics import accuracy
 from labkit.repro import resolve_device
 
 __all__ = ["fit", "adamw", "evaluate", "predict", "eval_mode", "Callback", "KeepBest", "EarlyStopping",
            "GradualUnfreezing", "History", "Trainer", "LRSchedule", "GradientClipping", "ValidateEvery", "MaxSteps",
            "Precision", "MeasureMemory", "ProgressBar", "LivePlot", "MemoryProbe", "measure_training_memory",
-           "bytes_to_mb", "progress_enabled", "diverged"]
+           "bytes_to_mb", "diverged"]
 
 
 def _check_targets(logits: torch.Tensor, targets: torch.Tensor) -> None:
@@ -78,8 +79,6 @@ def predict(model: nn.Module, loader: Iterable, device: str | torch.device | Non
 def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device | None = None,
              loss_fn: Callable | None = None) -> dict:
     """Loss and accuracy on a loader, in eval mode; the model's previous train/eval mode is restored."""
-    from labkit.metrics import accuracy
-
     logits, targets = predict(model, loader, device)
     loss_fn = loss_fn or nn.functional.cross_entropy
     # acc is a float that keeps which items were right (labkit.metrics.Accuracy), for paired comparisons

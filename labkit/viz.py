@@ -70,7 +70,7 @@ def top_k(backbone, image: np.ndarray, k: int = 5) -> list[tuple[str, float]]:
     """The backbone's k most probable ImageNet classes for one photo: [(class name, probability), ...]."""
     import torch
 
-    from labkit._torchutil import eval_mode
+    from labkit._torchutil import eval_mode  # deferred with torch: the plots import without it
 
     if not backbone.class_names:
         raise ValueError(f"{backbone.name} has no ImageNet class names (random init or a replaced head).")

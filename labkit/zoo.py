@@ -17,8 +17,11 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from labkit._io import atomic_path, atomic_write_text, file_lock
+from labkit._io import atomic_path, atomic_write_text, cache_root, file_lock
 from labkit.assets import Backbone, Preprocessing
+from labkit.data import fashion_mnist, make_loader
+from labkit.repro import local_seed
+from labkit.train import LRSchedule, ProgressBar, evaluate, fit
 
 __all__ = ["SmallCNN", "small_cnn", "train_source_model", "fashion_source_model", "scrambled_source_model",
            "source_task_data",
@@ -34,8 +37,6 @@ _FASHION_PRE = Preprocessing(mean=(0.286, 0.286, 0.286), std=(0.353, 0.353, 0.35
 
 def models_dir() -> Path:
     """Where labkit keeps the source models it trains: `models/` under the one cache root (labkit._io.cache_root)."""
-    from labkit._io import cache_root
-
     return cache_root() / "models"
 
 
@@ -72,8 +73,6 @@ def source_task_data(split: str = "train", classes=SOURCE_CLASSES, permute_pixel
 
     Scrambled pixels destroy spatial structure: a model pretrained on them is the kit's negative-transfer source.
     """
-    from labkit.data import fashion_mnist
-
     ds = fashion_mnist(split).select_classes(list(classes))
     if permute_pixels:
         perm = np.random.default_rng(seed).permutation(28 * 28)
@@ -130,10 +129,6 @@ def train_source_model(name: str = "fashion04", classes=SOURCE_CLASSES, permute_
 def _train_and_save(name, classes, permute_pixels, num_epochs, n_train, seed, recipe, weights: Path,
                     meta_path: Path, verbose: bool) -> Backbone:
     from safetensors.torch import save_file
-
-    from labkit.data import make_loader
-    from labkit.repro import local_seed
-    from labkit.train import LRSchedule, ProgressBar, evaluate, fit
 
     if verbose:
         print(f"Training source model {name!r} once on Fashion-MNIST classes {list(classes)} "

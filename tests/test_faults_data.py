@@ -118,7 +118,7 @@ def run_04_checks(dataset: Path, **overrides) -> dict:
     ns.update(overrides)
     ns["pool_full"] = data.load_text_dataset(str(dataset), "train")
     ns["test_full"] = data.load_text_dataset(str(dataset), "test")
-    loading = cell_source("04_nlp_finetuning", "text.load_corpus(dataset")
+    loading = cell_source("04_nlp_finetuning", "labkit.data.load_text_dataset(dataset")
     exec(loading[loading.index("from labkit.datacheck import check_data"):], ns)  # the check, after the loading
     exec(cell_source("04_nlp_finetuning", 'n_val = cfg["n_val_per_class"]'), ns)  # the split cell
     return ns

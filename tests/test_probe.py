@@ -70,7 +70,7 @@ def test_one_pass_gives_every_depth_and_matches_backbone_features(lite0, tiny):
 def test_cache_is_shared_with_extract_features(lite0, tiny):
     first = probe.depth_features(lite0, tiny, ["stage2", "classifier"], size=32, progress=False)
     assert first["classifier"][0].shape == (30, 1000)  # the logits pass through unpooled
-    assert probe.STATS is features.STATS  # one feature cache, one counter
+    assert not hasattr(probe, "STATS") and probe.feature_stats is features.STATS  # one cache, one counter
     stats = features.STATS
     batches, memory_hits, disk_hits = stats["backbone_batches"], stats["memory_hits"], stats["disk_hits"]
     again = probe.depth_features(lite0, tiny, ["stage2"], size=32, progress=False)

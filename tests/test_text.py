@@ -6,8 +6,9 @@ import torch
 import labkit
 from labkit import features, text
 from labkit.assets import AssetUnavailableError, asset_status
-from labkit.data import DataUnavailableError, TextDataset
+from labkit.data import DataUnavailableError, TextDataset, load_text_dataset
 from labkit.freeze import count_parameters
+from labkit.train import diverged
 
 SPACE = ["the rocket reached orbit", "nasa launched a probe to mars", "the shuttle docked with the station",
          "astronauts walked on the moon", "a satellite entered orbit around saturn", "the telescope saw a galaxy"]
@@ -164,16 +165,16 @@ def test_imdb_reads_the_aclimdb_layout_and_fails_clearly_offline(tmp_path, monke
         text.imdb("test", root=tmp_path / "missing")
 
 
-def test_load_corpus_reads_a_csv_with_a_fixed_split(tmp_path):
+def test_load_text_dataset_reads_a_csv_with_a_fixed_split(tmp_path):
     path = tmp_path / "reviews.csv"
     rows = [f"review number {i},{'good' if i % 2 else 'bad'}" for i in range(20)]
     path.write_text("body,sentiment\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    train = text.load_corpus(str(path), "train", text_column="body", label_column="sentiment")
-    test = text.load_corpus(str(path), "test", text_column="body", label_column="sentiment")
+    train = load_text_dataset(str(path), "train", text_column="body", label_column="sentiment")
+    test = load_text_dataset(str(path), "test", text_column="body", label_column="sentiment")
     assert len(train) == 14 and len(test) == 6 and not set(train.texts) & set(test.texts)
     assert train.classes == ["bad", "good"]
     with pytest.raises(KeyError, match="Unknown text data set"):
-        text.load_corpus("imbd")
+        load_text_dataset("imbd")
 
 
 @pytest.mark.parametrize("setting, bars", [("0", 0), ("1", 1)])
@@ -191,7 +192,7 @@ def test_token_lengths_and_divergence_rule(minilm):
     assert lengths[0] == len(minilm.tokenizer("the rocket")["input_ids"])  # [CLS] and [SEP] included
     with pytest.raises(TypeError, match="list of texts"):
         text.token_lengths(minilm.tokenizer, "one text")
-    assert not text.diverged(0.5, 4) and text.diverged(np.log(4) + 0.01, 4) and text.diverged(float("nan"), 4)
+    assert not diverged(0.5, 4) and diverged(np.log(4) + 0.01, 4) and diverged(float("nan"), 4)
 
 
 def test_mean_pool_classifier_pools_like_the_frozen_row_and_trains_with_both_loops():

@@ -183,8 +183,7 @@ TEXT_DATASETS = {"20newsgroups": newsgroups, "election_tweets": election_tweets,
 def load_text_dataset(name: str, split: str = "train", categories: Sequence[str] | None = None,
                       **file_kwargs) -> TextDataset:
     """A text classification set by name: '20newsgroups' (with categories), 'election_tweets', 'imdb' (online),
-    or a path to a CSV/TSV file (text_column=..., label_column=...). The one text dispatcher (also
-    `labkit.text.load_corpus`).
+    or a path to a CSV/TSV file (text_column=..., label_column=...). The one text dispatcher.
 
     The CSV/TSV split rule: split="train" / "test" are a fixed, stratified 70/30 split of the file's rows (30 % of
     each class held out, seed 0, the same on every run and machine; `digits` and `lfw_subset` use the same

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from labkit.quiz import keys
+from labkit.quiz.responses import default_log
 
 KINDS = ("single", "multiple", "numeric", "text")
 FORMAT = 1  # version of the compiled bank format
@@ -71,8 +72,6 @@ class Question:
         result = self._grade(answer)
         if result.problem:
             return result
-        from labkit.quiz.responses import default_log
-
         log = self.log if self.log is not None else default_log()
         rec, warning = log.record(self.bank, self.id, self.kind, result.answer, result.correct)
         return replace(result, attempt=rec["attempt"], warning=warning)

@@ -10,6 +10,8 @@ import uuid
 import warnings
 from pathlib import Path
 
+from labkit import __version__
+
 RESPONSES_ENV = "LABKIT_RESPONSES_DIR"
 STUDENT_ENV = "LABKIT_STUDENT_ID"
 HUB_USER_ENV = "JUPYTERHUB_USER"  # set by JupyterHub in every single-user server and its kernels
@@ -136,8 +138,6 @@ class ResponseLog:
 
     def record(self, bank: str, question: str, kind: str, answer, correct) -> tuple[dict, str | None]:
         """Record one answer; returns (record, warning text or None when it could not be saved)."""
-        from labkit import __version__
-
         rec = {
             "v": RECORD_VERSION,
             "ts": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
