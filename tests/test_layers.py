@@ -5,6 +5,8 @@
 - No import cycle among labkit's modules, found by an AST walk of every import statement, at module level or
   deferred inside a function: a deferred import only hides a cycle (as runner.run() once hid
   batch_report -> runner -> batch_report).
+- No lesson, core or leaf module imports the claims (`labkit.claims`, `labkit.claim_tables`), even deferred.
+- No module is longer than MAX_LINES: a longer one is split by what it does.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "labkit"
+MAX_LINES = 600
+CLAIMS = {"labkit.claims", "labkit.claim_tables"}
 
 
 def module_files(package_dir: Path) -> dict[str, Path]:
@@ -152,3 +156,37 @@ def test_layer_contract_holds():
                           env=env)
     assert proc.returncode == 0, f"lint-imports found a broken layer contract:\n{proc.stdout}{proc.stderr}"
     assert "1 kept, 0 broken" in proc.stdout
+
+
+def contract_layers() -> list[list[str]]:
+    """The layers of the contract in pyproject.toml, top first, each a list of module (or package) names."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: tomli is the same parser
+        tomllib = pytest.importorskip("tomli")
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [c for c in config["contracts"] if c["type"] == "layers"]
+    return [[name.strip() for name in layer.split(":")] for layer in contract["layers"]]
+
+
+def test_every_module_is_in_a_layer_of_the_contract():
+    layers = contract_layers()
+    assert len(layers) == 5  # tools, course, lessons, core, private leaves
+    named = {name for layer in layers for name in layer}
+    unplaced = [m for m in module_files(PACKAGE) if m != "labkit" and not any(
+        m == n or m.startswith(n + ".") for n in named)]
+    assert not unplaced, f"modules in no layer of the contract (pyproject.toml): {unplaced}"
+
+
+def test_no_lesson_or_core_module_imports_the_claims():
+    below_course = [name for layer in contract_layers()[2:] for name in layer]
+    graph = import_graph(PACKAGE)
+    offenders = {m: sorted(graph[m] & CLAIMS) for m in graph
+                 if any(m == n or m.startswith(n + ".") for n in below_course) and graph[m] & CLAIMS}
+    assert not offenders, f"lesson/core modules importing the claims: {offenders}"
+
+
+def test_no_module_is_longer_than_the_limit():
+    lengths = {name: len(path.read_text().splitlines()) for name, path in module_files(PACKAGE).items()}
+    too_long = {name: n for name, n in lengths.items() if n > MAX_LINES}
+    assert not too_long, f"modules over {MAX_LINES} lines (split them by what they do): {too_long}"
