@@ -26,6 +26,9 @@ class Exercise:
     atol: float = 0.0
     hint: str = ""
     after: Callable[..., str] | None = None  # (answer, **objects) -> a line printed after a right answer
+    rtol: float = 1e-6
+    convert: Callable[[Any], Any] | None = None  # the answer -> the form compared (e.g. optimizer groups -> sizes)
+    shape: str = ""  # what the answer should look like, said when `convert` cannot read it
 
 
 def _few_shot(backbones, pool, test, n, seed, size, device):
@@ -66,6 +69,28 @@ def _loader_ok(backbone):
     return lambda loader: guards.check_input_statistics(loader, backbone, warn=False).ok
 
 
+def _groups(model, lr, decay):
+    from labkit.freeze import discriminative_param_groups
+
+    return _group_sizes(discriminative_param_groups(model, lr, decay=decay))
+
+
+def _group_sizes(groups):
+    return [(len(g["params"]), g["lr"]) for g in groups]
+
+
+def _lora_share(model):
+    from labkit.text import trainable_share
+
+    return trainable_share(model)
+
+
+def _knn1(ref, ref_labels, query, query_labels):
+    from labkit.text import knn_accuracy
+
+    return float(knn_accuracy(ref, ref_labels, query, query_labels, k=1))
+
+
 def _linear_probe(X_train, y_train, X_test, y_test):
     from labkit import features
 
@@ -88,6 +113,18 @@ EXERCISES: dict[str, Exercise] = {
         hint="subtract the two curves depth by depth and take the depth with the largest difference.",
         after=lambda value, curves: (f"pretrained - random at {value}: "
                                      f"{curves['pretrained'][value] - curves['random init'][value]:+.3f}")),
+    "02-groups": Exercise(
+        "my_groups", _groups, convert=_group_sizes, shape='a list of {"params": [...], "lr": ...} dicts',
+        hint="Skip frozen depths; the classifier is the last depth and gets lr; each depth below gets decay x more."),
+    "02-memory-ratio": Exercise(
+        "my_ratio", lambda memory: memory["full fine-tune"]["total_mb"] / memory[list(memory)[1]]["total_mb"],
+        hint="total = weights + gradients + optimizer_state + activations + workspace, for each of the two rows."),
+    "04-lora-share": Exercise(
+        "my_lora_share", _lora_share,
+        hint="divide the number of elements of the parameters with requires_grad=True by the number of all elements"),
+    "04-knn": Exercise(
+        "my_knn_acc", _knn1,
+        atol=1e-6, hint="use argmax over the similarity of each query to all reference texts"),
     "05-fixed-loader": Exercise(
         "fixed_loader", _loader_ok,
         hint="make_loader(ds, backbone, size=...) applies the backbone's own preprocessing once."),
@@ -116,6 +153,13 @@ def check_ex(exercise_id: str, value, **objects) -> bool | None:
         raise KeyError(f"No exercise {exercise_id!r}; the exercises are: {', '.join(sorted(EXERCISES))}.")
     ex = EXERCISES[exercise_id]
     expected = ex.expected(**objects)
+    if ex.convert is not None and value is not None:
+        try:
+            value = ex.convert(value)
+        except Exception:  # not the shape the exercise asks for
+            print(f"❌ `{ex.name}` is not right yet: it should be {ex.shape or 'another kind of value'}. "
+                  "Change your code in the exercise cell above, run it, then run this cell again.")
+            return False
     if isinstance(expected, dict):
         value = None if value is None else (_as_comparable(value) if isinstance(value, dict) else value)
         if isinstance(value, dict) and set(value) != set(expected):
@@ -128,7 +172,7 @@ def check_ex(exercise_id: str, value, **objects) -> bool | None:
             import numpy as np
 
             expected = np.asarray(expected, dtype=float)
-    ok = check(ex.name, value, expected=expected, atol=ex.atol, hint=ex.hint or None)
+    ok = check(ex.name, value, expected=expected, atol=ex.atol, rtol=ex.rtol, hint=ex.hint or None)
     if ok and ex.after is not None:
         print(ex.after(value, **objects))
     return ok
@@ -171,6 +215,30 @@ WRITTEN: dict[str, str] = {
         "Ke4kdDJzDGcz6CWRFaG6qvuANE3HqvG7nl8IXnsPLqqC7AcFACHHFqXLWlpdTl4YNoEL2NxMFB2vRb/kNR7AKx6nKWpAKT70s8Vf"
         "7+uMtCtzVM4D3fCl4Zbevgy6rEYOLJAKEmpXehidqyfL+PnCKQ4cS8l19UJk0Gi9CbxWeqwkY688UJOAoBmabkax4uiHvxMHW1Je"
         "9uIFnjWcJNFwB8yZ/mFj4ARfk1jksSm05fFl0qk0YoSpN"),
+    "02-batchnorm": (
+        "YNegyl2+js8zA7pL.QIQ9TjmDNeMutOkqfNoG5C0uCbYjewxt/Mt35MJwkXo1W+qwUV9QO7yh7Xq1lU1ijO/0vLTLqzPqqfJ6JiU"
+        "QiO4HimSK/0i2t8Vxur9oWfDCiLewK34vekyjrYJv4o94Y5a3xDQ+zyIsDSx1mOfszqZOAXUMykB3zKAw1GW8uJlAa8FnEJSnHv2"
+        "IvX0T5Yug6t8b8ZR7dNmEQTQrI+LLMF9jNccX4ItangGBLfLNkEtI+EXyBEVXt8Faw6EI7Yo8IbyQZ9HL43Csg+AYPcpQy8pvOGI"
+        "TEkpo7zN3AIidYBYvWwjQmHLik8pemfFVAhkEnPwFC8sPj56CQXvbCEBHYgLdUva/FCtg6mh+nGFS6RDVW6oTftnadQO4K8q4Dvh"
+        "FJaVyYz/5C4PwJFTpPxoGQwx7VStLpJeWg05ZJWkd82i+oEHagmwn/Ef+wsI2GRt8cxLhkOhXoL+rIuIgc1u68rPffm5g+771j+B"
+        "tppZ36nsGnpmhHAwTdMzntlz5daj4qho43pR+ZmeOzwHYyMjKbKPLFxrT1OGid/WN3ruHIwG585nyhO6Ymb8cSSbPYH6bIXsC30C"
+        "BpQxNi/heFmeZt+drKvwGFuiJB5ntxHE8V/ZYR+wXjqKBbVQanZ/98xqA86vFk17+N4Iq5ZoyjeqJ9jEbbq3Rp52LYBPvvFaCxem"
+        "wP7/HBbp98QhCtYw7dEmoK8Zj19h74/uW3FxyYaq3Ai+2x2Edgq0bqs55gUT4vmYeqtPp6LsXAVCEwt0twoxF+X8PnqKLiaucYok"
+        "u4q21dgoF58640hwrxq8vREUA47G8dhAAmM7Y+SOHGtxDuPbRvzMHNgtWbxLlu7rCjawmPWfLPfUnSPSc5PSxbMfZePijG9tVguO"
+        "EnXfo38FbFv8QWMdhjujox46odhiwjKEeywDw+rg0Za54dgpaU/Wqez1+Dn9WPF4YNHUjiswIN3puOnN0yybhmGvHWnbBNYOdej+"
+        "Fb7HMugANuKec8ir/EZMTxxKS8ImzZML4vwQHc6VCm0nY/WplPCq3oR1NJxAn5w2ZOScrQ5Q5lfClPbyrxKxi01biZWepluEzbol"
+        "p1OddmcSriAolBSkEkPxbR1Cs8rEHgSIdbSY2y72ZgFCTdHeyeVvi4gJDAaxHuE1Gsbop+6/j1C4ET3s6PXrxF0ZnW0IAbH6wUmL"
+        "c281OaAc4NjGEMMoQQa8+K8S6hoSUAMGQiZ5xaW36YCKXoi7A3NQEA8lFFS8CZGG5vrLvPDc6R4w3PLnrk8LjlwJuPWMaXAqCo2t"
+        "kuA7QD1ju72J20kjymHQcFYHo9WkLYxCgYqQmJoGZu9SrIbuJry6MwSKb7v39swPe7skw68w="),
+    "04-lora-forgetting": (
+        "D6yG1YqBv+TpO1eD.oVqVzKcqoEM0pIB9AgSB0TXuVI6Oztt8CK3/15AN9MF55mpWP2DDyPp5kM/8a/Iv1IQYEcig8yrjnKq+A7t"
+        "Hrn2VLJZBpEFaQfJ0RKBz3BzJJ7et8FZGX5XMCTpSOm7OdyEIIz7MiEPWg4p8f9WkqLMJTABZA8mr9u1iSuzP2QygewDe0w7EHpI"
+        "DqrCNPiJZM7sLkQ/7RG+2x+gXza6kdLaDhZcvsN/NK1RC1go4AeafDRr2Zc9TA1GOmOu5NF+gF6+Cpq434NE50jQUYfqK0GQzHzo"
+        "9KEyDIy4MLemxf/8FbUdg36Nh/54YVO/GYwBJ0Wqb7SI6nGqB+yjUohs0RJapJHdFAqp+CAd2ec4EJvtf1xiYw76WxQg3k4EjrbZ"
+        "5xAQkzHEmAtKw9nSceSmnXE7t+q2tr+WYPjNImtBFssn2tTJmPiEIxCOC57KZZEhgJx+7lIc4lP4tXEF9q1/fKy/L99tN5SlwWtH"
+        "4vbDMWubtpggM/Tu2rqXAVQiM4+DoTCBnCkV2LNj1CRZINZywomG8AFVkKBL48/St/r3gn++rELl6PNnkgHUYyk3Ki3xE4dDj4t5"
+        "16Twr6kNbY24t47pmUrLvItEX8XRe4r7JC7LxCOXZeXo4U+Ut8e9MOVZbGElX8fAPX0JHy/qsvhYjdZZEF2C7WK43ALpxE7aSGib"
+        "tF8ZlfXoH7nvc"),
     "05-own-project": (
         "IXxnXDcS+AKghii/.ofp3rKQ0ZPq4Hg8Fx0wWPTs//5ZdMMq1Di6UjSCbY9CTSxXuV3LKuK+15pWjj6rana1nCb9Y3uqNA9ChYrA"
         "8KIpiMprWI6XXUK3ZmIQXNK4Dnzt0tx85rIZjA+GTjSp/GfBBrmfPnAJnpG0bUDNp+hGcJWE+Hh/9knygqyH6CcI1JWEqar/E5QJ"

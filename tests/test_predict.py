@@ -155,3 +155,21 @@ def test_ledger_summary_is_built_from_the_verdicts():
     assert lines_[0].startswith(f"{ledger['pretrained-beats-random'].verdict}: Pretrained beats random (")
     assert lines_[1] == "shown: A cat photo gets a cat class (tiger cat)"
     assert ledger.summary(n=1) == lines_[:1]
+
+
+def test_check_ex_reads_optimizer_groups_and_says_the_shape_it_wants(capsys):
+    from labkit.freeze import discriminative_param_groups, freeze_to
+    from labkit.zoo import small_cnn
+
+    model = small_cnn(5)
+    freeze_to(model, -2)
+    groups = discriminative_param_groups(model, 1e-3, decay=0.5)
+    assert check_ex("02-groups", groups, model=model, lr=1e-3, decay=0.5) is True
+    wrong = [dict(g, lr=1e-3) for g in groups]  # every depth at the same rate
+    assert len(groups) >= 2 and check_ex("02-groups", wrong, model=model, lr=1e-3, decay=0.5) is False
+    capsys.readouterr()
+    assert check_ex("02-groups", [1, 2], model=model, lr=1e-3, decay=0.5) is False
+    assert 'should be a list of {"params": [...], "lr": ...} dicts' in capsys.readouterr().out
+    memory = {"full fine-tune": {"total_mb": 30.0}, "top 4": {"total_mb": 10.0}, "frozen": {"total_mb": 5.0}}
+    assert check_ex("02-memory-ratio", 3.0, memory=memory) is True
+    assert check_ex("02-memory-ratio", 6.0, memory=memory) is False
