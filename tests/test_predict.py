@@ -173,3 +173,20 @@ def test_check_ex_reads_optimizer_groups_and_says_the_shape_it_wants(capsys):
     memory = {"full fine-tune": {"total_mb": 30.0}, "top 4": {"total_mb": 10.0}, "frozen": {"total_mb": 5.0}}
     assert check_ex("02-memory-ratio", 3.0, memory=memory) is True
     assert check_ex("02-memory-ratio", 6.0, memory=memory) is False
+
+
+def test_submit_and_collect_carry_predictions_and_written_answers(tmp_path, monkeypatch):
+    from labkit.quiz.exchange import collect, init_exchange, submit
+
+    monkeypatch.setenv("LABKIT_EXCHANGE", str(tmp_path / "exchange"))
+    monkeypatch.setenv("LABKIT_COURSE", "tl101")
+    monkeypatch.setenv("LABKIT_RESPONSES_DIR", str(tmp_path / "responses"))
+    monkeypatch.setenv("JUPYTERHUB_USER", "ada")
+    init_exchange()
+    predict("00-gap", "?", options=OPTIONS, display=False).record("a few points")
+    Written("05-own-project").submit("duplicates first")
+    _, n, _ = submit()
+    assert n == 2
+    collect(tmp_path / "collected")
+    kinds = [r["kind"] for r in lines(tmp_path / "collected" / "ada" / "responses.jsonl")]
+    assert kinds == ["prediction", "written"]
