@@ -190,3 +190,16 @@ def test_submit_and_collect_carry_predictions_and_written_answers(tmp_path, monk
     collect(tmp_path / "collected")
     kinds = [r["kind"] for r in lines(tmp_path / "collected" / "ada" / "responses.jsonl")]
     assert kinds == ["prediction", "written"]
+
+
+def test_a_quiz_shows_a_plain_text_without_a_widget_frontend(tmp_path):
+    from labkit.quiz import show_quiz
+
+    quiz = show_quiz("00", student_id="ada", responses=tmp_path, display=False)
+    bundle = quiz._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    text = bundle["text/plain"]
+    assert text.startswith(f"Quiz 00: {len(quiz.views)} questions") and "\nQ1. " in text
+    first = next(iter(quiz.views))
+    quiz.answer(first, "anything")  # answers (and the shuffled option order) never change the text
+    assert show_quiz("00", student_id="bob", responses=tmp_path, display=False).text() == text
