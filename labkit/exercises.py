@@ -152,8 +152,10 @@ def check_ex(exercise_id: str, value, **objects) -> bool | None:
     if exercise_id not in EXERCISES:
         raise KeyError(f"No exercise {exercise_id!r}; the exercises are: {', '.join(sorted(EXERCISES))}.")
     ex = EXERCISES[exercise_id]
+    if value is None:  # not attempted: say so without computing the reference
+        return check(ex.name, None, expected=None)
     expected = ex.expected(**objects)
-    if ex.convert is not None and value is not None:
+    if ex.convert is not None:
         try:
             value = ex.convert(value)
         except Exception:  # not the shape the exercise asks for
@@ -161,7 +163,7 @@ def check_ex(exercise_id: str, value, **objects) -> bool | None:
                   "Change your code in the exercise cell above, run it, then run this cell again.")
             return False
     if isinstance(expected, dict):
-        value = None if value is None else (_as_comparable(value) if isinstance(value, dict) else value)
+        value = _as_comparable(value) if isinstance(value, dict) else value
         if isinstance(value, dict) and set(value) != set(expected):
             print(f"❌ `{ex.name}` is not right yet: its keys are {sorted(value)} but should be {sorted(expected)}. "
                   "Change your code in the exercise cell above, run it, then run this cell again.")

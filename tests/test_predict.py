@@ -146,6 +146,17 @@ def test_check_ex_compares_dicts_key_by_key(capsys, monkeypatch):
     assert "its keys are ['a'] but should be ['a', 'b']" in capsys.readouterr().out
 
 
+def test_check_ex_does_not_compute_the_reference_before_an_attempt(capsys, monkeypatch):
+    from labkit import exercises
+
+    def slow_reference():
+        raise AssertionError("the reference ran for an answer that is still None")
+
+    monkeypatch.setitem(exercises.EXERCISES, "t-slow", exercises.Exercise("acc", slow_reference))
+    assert check_ex("t-slow", None) is None
+    assert "not attempted yet" in capsys.readouterr().out
+
+
 def test_ledger_summary_is_built_from_the_verdicts():
     ledger = Ledger("00_tour")
     ledger.demonstrate("cat-in-top5", "A cat photo gets a cat class", shown="tiger cat")
