@@ -19,6 +19,7 @@ _LAZY = {
     "Callback": "labkit.train",
     "seed_everything": "labkit.repro",
     "record": "labkit.results",
+    "predict": "labkit.prediction",
     "doctor": "labkit.tools.envcheck",  # the function; the module has another name so `labkit.doctor` stays callable
 }
 

@@ -426,6 +426,18 @@ class Ledger:
     def counts(self) -> str:
         return count_line(self.judgements)
 
+    def summary(self, n: int = 3) -> list[str]:
+        """Up to n lines on what this run showed, built from the verdicts (never typed by hand): claims this run
+        settled (holds, fails) first, then unresolved ones, then demonstrations, each group in declaration order."""
+        rank = {"holds": 0, "fails": 0, "unresolved": 1, "demonstration": 2}
+        lines = []
+        for j in sorted(self.judgements, key=lambda j: rank.get(j.verdict, 3))[:n]:
+            effect = _effect_text(j)
+            numbers = "; ".join(t for t in (j.measured, f"effect {effect}" if effect else "") if t)
+            verdict = "shown" if j.verdict == "demonstration" else j.verdict
+            lines.append(f"{verdict}: {j.claim}" + (f" ({numbers})" if numbers else ""))
+        return lines
+
 
 
 

@@ -155,6 +155,9 @@ def grade(directory: str | Path, banks_dir: str | Path | None = None,
         for rec in read_records(path):  # warns about and skips corrupted lines
             student = str(rec.get("student_id") or path.stem)
             bank_id, qid = str(rec.get("bank", "")), str(rec["question"])
+            if rec.get("kind") in ("prediction", "written"):  # a guess (labkit.predict) or a written exercise:
+                # recorded for the instructor to read, never graded
+                continue
 
             def skip(reason: str) -> None:
                 ungraded.append({"student_id": student, "bank": bank_id, "question": qid,

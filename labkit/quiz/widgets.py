@@ -302,10 +302,17 @@ class Quiz:
         """Write this session's answers to another JSONL file (when the default one was not writable)."""
         return self.log.save(path)
 
-    def _ipython_display_(self):
-        from IPython.display import display
+    def text(self) -> str:
+        """What the cell shows without a widget frontend (papermill, nbval): the questions, in the bank's order."""
+        lines = [f"Quiz {self.bank.id}: {len(self.views)} questions (widgets in JupyterLab)."]
+        lines += [f"Q{i}. {' '.join(v.question.prompt.split())}" for i, v in enumerate(self.views.values(), start=1)]
+        return "\n".join(lines)
 
-        display(self.widget)
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        # the live widget where a frontend renders it; a text that depends only on the bank everywhere else
+        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        bundle["text/plain"] = self.text()
+        return bundle
 
     def __repr__(self) -> str:
         right, graded = self.score()
@@ -328,5 +335,5 @@ def show_quiz(bank: str = "00", student_id: str | None = None, questions: list[s
     if display:
         from IPython.display import display as _display
 
-        _display(quiz.widget)
+        _display(quiz)
     return quiz

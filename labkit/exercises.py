@@ -1,0 +1,331 @@
+"""The notebooks' exercises: reference computations and sealed model answers, keyed by exercise id.
+
+A check cell in a notebook holds one call and no reference code:
+    check_ex("00-probe-by-hand", my_probe_acc, X_train=X_train, y_train=y_train, X_test=X_test, y_test=y_test)
+The expected value is computed here from the notebook's own objects, so it follows the run (its seed, tier and
+data) and the student copy shows nothing to copy from.
+
+A written exercise shows a text box (`written("01-second-target")`): the answer is recorded with the quiz answers
+and then the model answer is shown. Model answers are stored sealed (`labkit.quiz.keys`: readable by this module,
+not by someone reading the notebook or this file).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from labkit.quiz import keys
+
+BANK = "exercises"  # the records' bank: written answers sit beside the quiz answers, never graded
+
+
+@dataclass(frozen=True)
+class Exercise:
+    name: str  # the variable the student fills in
+    expected: Callable[..., Any]  # the notebook's objects -> the reference value (or a predicate on the answer)
+    atol: float = 0.0
+    hint: str = ""
+    after: Callable[..., str] | None = None  # (answer, **objects) -> a line printed after a right answer
+    rtol: float = 1e-6
+    convert: Callable[[Any], Any] | None = None  # the answer -> the form compared (e.g. optimizer groups -> sizes)
+    shape: str = ""  # what the answer should look like, said when `convert` cannot read it
+
+
+def _few_shot(backbones, pool, test, n, seed, size, device):
+    from labkit import features
+
+    rows = pool.few_shot_indices(n, seed=seed)
+    out = {}
+    for label, model in backbones.items():
+        X, y = features.subset_features(model, pool, rows, size=size, device=device)
+        out[label] = round(float(features.linear_probe(X, y, *features.extract_features(model, test, size=size,
+                                                                                         device=device))), 3)
+    return out
+
+
+def _probe_first(feats, depth, n_train, n_test):
+    """Probe accuracy of one depth on the first n_train / n_test images, from the cached pooled features."""
+    from labkit import features
+
+    (X_train, y_train), (X_test, y_test) = feats["pretrained", "train"][depth], feats["pretrained", "test"][depth]
+    return features.linear_probe(X_train[:n_train], y_train[:n_train], X_test[:n_test], y_test[:n_test])
+
+
+def _block_after(value, feats, block, around, n_train, n_test):
+    before, stage = around
+    return (f"on these images: {before} {_probe_first(feats, before, n_train, n_test):.3f}, {block} {value:.3f}, "
+            f"{stage} {_probe_first(feats, stage, n_train, n_test):.3f}")
+
+
+def _diverge(curves):
+    from labkit.probe import largest_gap
+
+    return largest_gap(curves["pretrained"], curves["random init"])
+
+
+def _loader_ok(backbone):
+    from labkit import guards
+
+    return lambda loader: guards.check_input_statistics(loader, backbone, warn=False).ok
+
+
+def _groups(model, lr, decay):
+    from labkit.freeze import discriminative_param_groups
+
+    return _group_sizes(discriminative_param_groups(model, lr, decay=decay))
+
+
+def _group_sizes(groups):
+    return [(len(g["params"]), g["lr"]) for g in groups]
+
+
+def _lora_share(model):
+    from labkit.text import trainable_share
+
+    return trainable_share(model)
+
+
+def _knn1(ref, ref_labels, query, query_labels):
+    from labkit.text import knn_accuracy
+
+    return float(knn_accuracy(ref, ref_labels, query, query_labels, k=1))
+
+
+def _linear_probe(X_train, y_train, X_test, y_test):
+    from labkit import features
+
+    return float(features.linear_probe(X_train, y_train, X_test, y_test))
+
+
+EXERCISES: dict[str, Exercise] = {
+    "00-probe-by-hand": Exercise(
+        "my_probe_acc", _linear_probe, atol=0.005,
+        hint="fit the scaler on X_train only, transform both sets with it, then clf.predict(...) == y_test"),
+    "00-few-shot": Exercise(
+        "few_acc", _few_shot, atol=0.0015,
+        hint="slice the cached pool features with rows_10 for each network; score on the same test features"),
+    "01-block-probe": Exercise(
+        "block_acc", lambda feats, block, around, n_train, n_test: _probe_first(feats, block, n_train, n_test),
+        atol=0.01, hint="pool over height and width (dims 2 and 3); fit on ex_train, score on ex_test.",
+        after=_block_after),
+    "01-diverge": Exercise(
+        "diverge_depth", _diverge,
+        hint="subtract the two curves depth by depth and take the depth with the largest difference.",
+        after=lambda value, curves: (f"pretrained - random at {value}: "
+                                     f"{curves['pretrained'][value] - curves['random init'][value]:+.3f}")),
+    "02-groups": Exercise(
+        "my_groups", _groups, convert=_group_sizes, shape='a list of {"params": [...], "lr": ...} dicts',
+        hint="Skip frozen depths; the classifier is the last depth and gets lr; each depth below gets decay x more."),
+    "02-memory-ratio": Exercise(
+        "my_ratio", lambda memory: memory["full fine-tune"]["total_mb"] / memory[list(memory)[1]]["total_mb"],
+        hint="total = weights + gradients + optimizer_state + activations + workspace, for each of the two rows."),
+    "04-lora-share": Exercise(
+        "my_lora_share", _lora_share,
+        hint="divide the number of elements of the parameters with requires_grad=True by the number of all elements"),
+    "04-knn": Exercise(
+        "my_knn_acc", _knn1,
+        atol=1e-6, hint="use argmax over the similarity of each query to all reference texts"),
+    "05-fixed-loader": Exercise(
+        "fixed_loader", _loader_ok,
+        hint="make_loader(ds, backbone, size=...) applies the backbone's own preprocessing once."),
+    "05-honest-acc": Exercise(
+        "honest_acc", lambda epoch_logs: max(epoch_logs, key=lambda e: e["val_acc"])["test_acc"], atol=1e-9,
+        hint="max(epoch_logs, key=lambda e: e['val_acc']) is the candidate validation picks."),
+}
+
+
+def _as_comparable(value):
+    """Dicts of numbers are compared as their values in key order (after checking the keys)."""
+    if isinstance(value, dict):
+        return {k: round(float(v), 3) if isinstance(v, (int, float)) or hasattr(v, "__float__") else v
+                for k, v in value.items()}
+    return value
+
+
+def check_ex(exercise_id: str, value, **objects) -> bool | None:
+    """Check a student's answer to a notebook exercise against the reference computed from `objects`.
+
+    Prints right / not yet right / not attempted (see `labkit.exercise.check`); returns True, False or None.
+    """
+    from labkit.exercise import check
+
+    if exercise_id not in EXERCISES:
+        raise KeyError(f"No exercise {exercise_id!r}; the exercises are: {', '.join(sorted(EXERCISES))}.")
+    ex = EXERCISES[exercise_id]
+    if value is None:  # not attempted: say so without computing the reference
+        return check(ex.name, None, expected=None)
+    expected = ex.expected(**objects)
+    if ex.convert is not None:
+        try:
+            value = ex.convert(value)
+        except Exception:  # not the shape the exercise asks for
+            print(f"❌ `{ex.name}` is not right yet: it should be {ex.shape or 'another kind of value'}. "
+                  "Change your code in the exercise cell above, run it, then run this cell again.")
+            return False
+    if isinstance(expected, dict):
+        value = _as_comparable(value) if isinstance(value, dict) else value
+        if isinstance(value, dict) and set(value) != set(expected):
+            print(f"❌ `{ex.name}` is not right yet: its keys are {sorted(value)} but should be {sorted(expected)}. "
+                  "Change your code in the exercise cell above, run it, then run this cell again.")
+            return False
+        if isinstance(value, dict):  # compare key by key as one array, with the exercise's tolerance
+            keys_ = sorted(expected)
+            value, expected = [value[k] for k in keys_], [expected[k] for k in keys_]
+            import numpy as np
+
+            expected = np.asarray(expected, dtype=float)
+    ok = check(ex.name, value, expected=expected, atol=ex.atol, rtol=ex.rtol, hint=ex.hint or None)
+    if ok and ex.after is not None:
+        print(ex.after(value, **objects))
+    return ok
+
+
+# ---- written answers: a text box, the answer recorded, then the sealed model answer shown
+
+_SALT = "labkit-exercises"
+_CANONICAL = "written"
+
+
+def seal(exercise_id: str, text: str) -> str:
+    """The sealed form of a model answer (what WRITTEN stores); used when an instructor writes a new one."""
+    return keys.encrypt_explanation(BANK, exercise_id, _SALT, _CANONICAL, text.strip())
+
+
+def model_answer(exercise_id: str) -> str:
+    """The model answer of a written exercise, unsealed."""
+    if exercise_id not in WRITTEN:
+        raise KeyError(f"No written exercise {exercise_id!r}; they are: {', '.join(sorted(WRITTEN))}.")
+    return keys.decrypt_explanation(BANK, exercise_id, _SALT, _CANONICAL, WRITTEN[exercise_id])
+
+
+# exercise id -> sealed model answer (labkit.exercises.seal(id, text))
+WRITTEN: dict[str, str] = {
+    "00-few-shot-why": (
+        "umXjthUtTcX04a8k.KPSc97pHGR8pAOkQmREqv6YsDqQvLadQf0USWL/AO6ACgMvGYVJeo0NT9HRNtOUd9vmjnWa/DXDqdNIZ70B"
+        "juzrDDzd+PqEpgn8OwNAdV+Z0wZXf8fnOJKSD8j7tCzOZ2kpYwDhloiqRNJwWNjEAhGVZ767j+Mc0NlCQbtuII8PRip32u1/0oF/"
+        "M+E9FL1t0iHm+EDsismI6ajivBFApDAOYU2BUUPhFEDhDuPOnkw8NfPS/sFc3BUR9zvYCDaly68H+Ljn3wNIbkK7Yvvx1+30oWJ1"
+        "d/nVbMsVeiCaM4/iKKTz3fxXVe/xcw/6TTs37FtGJLalb44IVD09yTlPgjwdgHa8WpMUfUf44JrCBwbb4ffWYX1A1ltPwm1sENTn"
+        "Hie8/3wQALEz+OsVN0w6YM1fgOv84xGdF9kgDW/SGMJyEPfvcaJOglW2BkUKYKnRbmthgt6itFCb16z3fkXucnaRfi4yAyA3LqRb"
+        "Ex0iI5eGVpjnpLYK/1Wz7lBX/oQeSM4NiKaWlcC7a+2Yt79glIf+S0ocDIIS0oc8OX+ovKv6fQXja03DBbWGmJxRNPR4r7ixfff8"
+        "8KrAOLSaf+0+H8CAfKkVgFQipJROjLWE+pH/7/HyjBzA+9z8k648FbZ7PvkxfrzPandjYxuTYeLAjKaoEf3TjnJ5BWPIr7N/H"),
+    "01-second-target": (
+        "9dPnkq7K7PrlMF7W.HnkPb25NQbgDYnXy/di8IkssC6/y4vSLq/mM3KzuYUAILH4EW43mLt/afU73fvHQdgNw2Ucig1xzqSqFneG"
+        "JDpq6vLTZzNIPVEZSnKTgE3G4MnLyWX0+cARBakHBNqc3QvdGkPlp7sT3mS1KnYDVgn+AG47vjsZSmTofI0MrOixQHfUMk0crFr5"
+        "cL1P/k4QMT2ScIshoIHTR5GTbEZJxyBKWq5kCMgLK18PteW01Y0qMMaAzwPfsXcOO9/LSlsiUaRx3Ny6OBFUPsF7qGNFzUzfVl9y"
+        "lnqx3+3yPgoGd+LLoB+oNLlXVdwwQlcpy5oDODnq1iBKsETDf/K1/P1Vv54j5vcFkkS0ATQaQx81A9Ngyac/EsKIVdmnGBRvAB6Z"
+        "o0ZUGEfCOcib+mXPJzan1gewh4GsaY23ELUUGKX2u/J+wJAuGE93TrGCF/wpTgmmrDzhGkRBcGQULZQRC7FnbmruqxEodEfb4nC4"
+        "Ke4kdDJzDGcz6CWRFaG6qvuANE3HqvG7nl8IXnsPLqqC7AcFACHHFqXLWlpdTl4YNoEL2NxMFB2vRb/kNR7AKx6nKWpAKT70s8Vf"
+        "7+uMtCtzVM4D3fCl4Zbevgy6rEYOLJAKEmpXehidqyfL+PnCKQ4cS8l19UJk0Gi9CbxWeqwkY688UJOAoBmabkax4uiHvxMHW1Je"
+        "9uIFnjWcJNFwB8yZ/mFj4ARfk1jksSm05fFl0qk0YoSpN"),
+    "02-batchnorm": (
+        "YNegyl2+js8zA7pL.QIQ9TjmDNeMutOkqfNoG5C0uCbYjewxt/Mt35MJwkXo1W+qwUV9QO7yh7Xq1lU1ijO/0vLTLqzPqqfJ6JiU"
+        "QiO4HimSK/0i2t8Vxur9oWfDCiLewK34vekyjrYJv4o94Y5a3xDQ+zyIsDSx1mOfszqZOAXUMykB3zKAw1GW8uJlAa8FnEJSnHv2"
+        "IvX0T5Yug6t8b8ZR7dNmEQTQrI+LLMF9jNccX4ItangGBLfLNkEtI+EXyBEVXt8Faw6EI7Yo8IbyQZ9HL43Csg+AYPcpQy8pvOGI"
+        "TEkpo7zN3AIidYBYvWwjQmHLik8pemfFVAhkEnPwFC8sPj56CQXvbCEBHYgLdUva/FCtg6mh+nGFS6RDVW6oTftnadQO4K8q4Dvh"
+        "FJaVyYz/5C4PwJFTpPxoGQwx7VStLpJeWg05ZJWkd82i+oEHagmwn/Ef+wsI2GRt8cxLhkOhXoL+rIuIgc1u68rPffm5g+771j+B"
+        "tppZ36nsGnpmhHAwTdMzntlz5daj4qho43pR+ZmeOzwHYyMjKbKPLFxrT1OGid/WN3ruHIwG585nyhO6Ymb8cSSbPYH6bIXsC30C"
+        "BpQxNi/heFmeZt+drKvwGFuiJB5ntxHE8V/ZYR+wXjqKBbVQanZ/98xqA86vFk17+N4Iq5ZoyjeqJ9jEbbq3Rp52LYBPvvFaCxem"
+        "wP7/HBbp98QhCtYw7dEmoK8Zj19h74/uW3FxyYaq3Ai+2x2Edgq0bqs55gUT4vmYeqtPp6LsXAVCEwt0twoxF+X8PnqKLiaucYok"
+        "u4q21dgoF58640hwrxq8vREUA47G8dhAAmM7Y+SOHGtxDuPbRvzMHNgtWbxLlu7rCjawmPWfLPfUnSPSc5PSxbMfZePijG9tVguO"
+        "EnXfo38FbFv8QWMdhjujox46odhiwjKEeywDw+rg0Za54dgpaU/Wqez1+Dn9WPF4YNHUjiswIN3puOnN0yybhmGvHWnbBNYOdej+"
+        "Fb7HMugANuKec8ir/EZMTxxKS8ImzZML4vwQHc6VCm0nY/WplPCq3oR1NJxAn5w2ZOScrQ5Q5lfClPbyrxKxi01biZWepluEzbol"
+        "p1OddmcSriAolBSkEkPxbR1Cs8rEHgSIdbSY2y72ZgFCTdHeyeVvi4gJDAaxHuE1Gsbop+6/j1C4ET3s6PXrxF0ZnW0IAbH6wUmL"
+        "c281OaAc4NjGEMMoQQa8+K8S6hoSUAMGQiZ5xaW36YCKXoi7A3NQEA8lFFS8CZGG5vrLvPDc6R4w3PLnrk8LjlwJuPWMaXAqCo2t"
+        "kuA7QD1ju72J20kjymHQcFYHo9WkLYxCgYqQmJoGZu9SrIbuJry6MwSKb7v39swPe7skw68w="),
+    "04-lora-forgetting": (
+        "D6yG1YqBv+TpO1eD.oVqVzKcqoEM0pIB9AgSB0TXuVI6Oztt8CK3/15AN9MF55mpWP2DDyPp5kM/8a/Iv1IQYEcig8yrjnKq+A7t"
+        "Hrn2VLJZBpEFaQfJ0RKBz3BzJJ7et8FZGX5XMCTpSOm7OdyEIIz7MiEPWg4p8f9WkqLMJTABZA8mr9u1iSuzP2QygewDe0w7EHpI"
+        "DqrCNPiJZM7sLkQ/7RG+2x+gXza6kdLaDhZcvsN/NK1RC1go4AeafDRr2Zc9TA1GOmOu5NF+gF6+Cpq434NE50jQUYfqK0GQzHzo"
+        "9KEyDIy4MLemxf/8FbUdg36Nh/54YVO/GYwBJ0Wqb7SI6nGqB+yjUohs0RJapJHdFAqp+CAd2ec4EJvtf1xiYw76WxQg3k4EjrbZ"
+        "5xAQkzHEmAtKw9nSceSmnXE7t+q2tr+WYPjNImtBFssn2tTJmPiEIxCOC57KZZEhgJx+7lIc4lP4tXEF9q1/fKy/L99tN5SlwWtH"
+        "4vbDMWubtpggM/Tu2rqXAVQiM4+DoTCBnCkV2LNj1CRZINZywomG8AFVkKBL48/St/r3gn++rELl6PNnkgHUYyk3Ki3xE4dDj4t5"
+        "16Twr6kNbY24t47pmUrLvItEX8XRe4r7JC7LxCOXZeXo4U+Ut8e9MOVZbGElX8fAPX0JHy/qsvhYjdZZEF2C7WK43ALpxE7aSGib"
+        "tF8ZlfXoH7nvc"),
+    "05-own-project": (
+        "IXxnXDcS+AKghii/.ofp3rKQ0ZPq4Hg8Fx0wWPTs//5ZdMMq1Di6UjSCbY9CTSxXuV3LKuK+15pWjj6rana1nCb9Y3uqNA9ChYrA"
+        "8KIpiMprWI6XXUK3ZmIQXNK4Dnzt0tx85rIZjA+GTjSp/GfBBrmfPnAJnpG0bUDNp+hGcJWE+Hh/9knygqyH6CcI1JWEqar/E5QJ"
+        "SekKDZJHf7oqbZ9iA9wYDqd06Pxqmyr+dqB+TSyx52s4UsOGeYK9cyg1JKsvTyR1eg/JPTTKdkfDibiazX3VIfNxiLip34X9bTBB"
+        "w+Mj1rprZbCEocHqsFTnpzOahSCLT/XhqSKoDomcgsIzrXUmQSabKOLnH1BMVwz6B/yDunPbG8uu/ef3Kg0ASWqcSlVzx4VYkGtB"
+        "vA4q7R4469Mhay3Ha2RVxIuSYDqh69Rf+ibFLAvea7a6dxLr5WP27bCXAs1RCK5XGSrB1JjOeWxyCMks/If+RCJajlBiRagRvH9o"
+        "SHkcZoN+aYY++AVNu2NB7D8B+gFz/Dg=="),
+}
+
+
+class Written:
+    """A written exercise's answer box: `submit` records the answer with the quiz answers, then shows the model
+    answer. The latest earlier answer is restored after a kernel restart (and its model answer shown again)."""
+
+    def __init__(self, exercise_id: str, student_id: str | None = None, responses=None):
+        from labkit.quiz.responses import ResponseLog
+
+        if exercise_id not in WRITTEN:
+            raise KeyError(f"No written exercise {exercise_id!r}; they are: {', '.join(sorted(WRITTEN))}.")
+        self.id = exercise_id
+        self.log = ResponseLog(student_id, responses)
+        earlier = [r for r in self.log.previous if r.get("bank") == BANK and r.get("question") == exercise_id
+                   and str(r.get("answer") or "").strip()]
+        self.answer = str(earlier[-1]["answer"]) if earlier else None
+        self._widget = None
+
+    def submit(self, answer: str) -> str:
+        """Record an answer (a few sentences) and return the model answer to compare it with."""
+        text = str(answer or "").strip()
+        if not text:
+            raise ValueError("Write a few sentences first, then press Submit.")
+        self.answer = text
+        self.log.record(BANK, self.id, "written", text, None)
+        self._refresh()
+        return model_answer(self.id)
+
+    def text(self) -> str:
+        """What the cell shows without a widget frontend."""
+        if self.answer is None:
+            return (f"Written exercise {self.id}: type your answer in the box and press Submit; the model answer is "
+                    "shown after you submit.")
+        return f"Written exercise {self.id}: your answer is recorded.\nYour answer: {self.answer}\n" \
+               f"Compare with the model answer: {model_answer(self.id)}"
+
+    def _refresh(self) -> None:
+        if self._widget is not None and self.answer is not None:
+            from labkit.quiz.widgets import _markup
+
+            self._widget.feedback.value = (f"✎ Recorded. Compare with the model answer: "
+                                           f"{_markup(model_answer(self.id))}")
+
+    @property
+    def widget(self):
+        if self._widget is None:
+            import ipywidgets as widgets
+
+            box = widgets.Textarea(value=self.answer or "", placeholder="Your answer, in a few sentences",
+                                   layout=widgets.Layout(width="95%", height="7em"))
+            button = widgets.Button(description="Submit", button_style="primary")
+            feedback = widgets.HTML("")
+
+            def on_click(_button) -> None:
+                try:
+                    self.submit(box.value)
+                except ValueError as exc:
+                    feedback.value = f"ℹ {exc}"
+
+            button.on_click(on_click)
+            self._widget = widgets.VBox([box, widgets.HBox([button]), feedback])
+            self._widget.add_class("labkit-written")
+            self._widget.feedback = feedback
+            self._refresh()
+        return self._widget
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        bundle["text/plain"] = self.text()
+        return bundle
+
+
+def written(exercise_id: str, student_id: str | None = None, responses=None, display: bool = True) -> Written:
+    """Show a written exercise's answer box (the question is in the notebook's text above it)."""
+    w = Written(exercise_id, student_id=student_id, responses=responses)
+    if display:
+        from IPython.display import display as _display
+
+        _display(w)
+    return w
