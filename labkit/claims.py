@@ -36,6 +36,7 @@ from labkit.claim_tables import (
     EDGE_ITEMS,
     EDGE_TEXT,
     VERDICTS,
+    _effect_text,
     count_line,
     declarations_fingerprint,
     format_number,
