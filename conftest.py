@@ -20,6 +20,9 @@ from pathlib import Path
 os.environ.setdefault("LABKIT_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LABKIT_PROGRESS", "0")
+# quiz answers and predictions of test and nbval runs go to a fresh folder, never the user's own answers file (a
+# guess recorded there would change what a prediction cell prints)
+os.environ.setdefault("LABKIT_RESPONSES_DIR", tempfile.mkdtemp(prefix="labkit-responses-"))
 
 TESTS = Path(__file__).parent / "tests"
 REFERENCE_CPU = TESTS / "nbval_reference_cpu.txt"
