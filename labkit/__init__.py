@@ -20,6 +20,8 @@ _LAZY = {
     "seed_everything": "labkit.repro",
     "record": "labkit.results",
     "predict": "labkit.prediction",
+    "tier_settings": "labkit.params",
+    "show_tiers": "labkit.params",
     "doctor": "labkit.tools.envcheck",  # the function; the module has another name so `labkit.doctor` stays callable
 }
 

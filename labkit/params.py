@@ -1,24 +1,29 @@
-"""Notebook parameters that refuse bad values: one declaration per notebook, checked in two places.
+"""Notebook parameters, declared once per notebook with the value each tier gives them, and checked everywhere.
 
-Each notebook's tier cell calls `check("02_freeze_strategies", n_per_class=n_per_class, ...)` right after its
-parameters cell, so a bad value fails in the first seconds with one sentence naming the parameter, the value and
-what is allowed. `labkit run` and `labkit batch` call `problems(...)` with the same declarations before any kernel
-starts.
+Each notebook's tier cell calls `cfg = labkit.tier_settings("02_freeze_strategies", tier, n_per_class=..., ...)`
+right after its parameters cell: a bad value fails in the first seconds with one sentence naming the parameter, the
+value and what is allowed; a parameter left at None takes its tier's value; `cfg` also holds the values the tier
+fixes that are not parameters (e.g. 02's head epochs). `labkit.show_tiers(notebook)` prints the quick and full
+values side by side. `labkit run` and `labkit batch` call `problems(...)` and `unknown_parameter(...)` with the same
+declarations before any kernel starts.
 
 `absolute_paths` turns a relative data path into an absolute one in the caller (the kernel runs in the notebook's
 folder, where a path relative to the caller's folder means something else).
-
-Only what a parameter must be is declared here (type, range, allowed values); the tier defaults stay in the
-notebooks.
 """
 from __future__ import annotations
 
+import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Param", "ParameterError", "spec", "check", "problems", "absolute_paths"]
+from labkit._tables import text_table
+
+__all__ = ["Param", "Setting", "ParameterError", "TIER_NAMES", "spec", "declaration", "tier_values", "check",
+           "problems", "unknown_parameter", "tier_settings", "show_tiers", "absolute_paths"]
+
+TIER_NAMES = ("quick", "full")
 
 
 class ParameterError(ValueError):
@@ -33,11 +38,16 @@ class Param:
     low: float | None = None  # inclusive
     high: float | None = None  # inclusive
     choices: tuple | None = None
-    optional: bool = False  # None means "the tier's default"
+    optional: bool = False  # None is allowed (for a per-tier parameter: "the tier's value")
     items: "Param | None" = None  # for lists
     min_len: int = 0
     path_ok: bool = False  # a str that names an existing file or folder is also allowed
     help: str = ""
+    tiers: tuple | None = None  # (quick, full): what a None in the parameters cell becomes in each tier
+
+    def per_tier(self, quick: Any, full: Any) -> "Param":
+        """This parameter, left at None in the parameters cell, taking `quick` or `full` from the tier."""
+        return replace(self, optional=True, tiers=(quick, full))
 
     def describe(self) -> str:
         if self.choices is not None:
@@ -105,6 +115,19 @@ class Param:
         return None
 
 
+@dataclass(frozen=True)
+class Setting:
+    """A value each tier fixes that is not a parameter (e.g. 02's head epochs); the notebook reads it from `cfg`."""
+
+    quick: Any
+    full: Any
+    help: str = ""
+
+    @property
+    def tiers(self) -> tuple:
+        return (self.quick, self.full)
+
+
 def _vision_backbones() -> tuple[str, ...]:
     from labkit.assets import VISION_ASSETS
 
@@ -124,34 +147,52 @@ def _image_datasets() -> tuple[str, ...]:
 
 
 COUNT = Param("int", low=1, optional=True)  # a size: None or a whole number >= 1
+PIXELS = Param("int", low=16, high=1024, optional=True)  # an input size
+SIZES = Param("list", items=Param("int", low=1), min_len=1, optional=True)  # labels per class, one run each
 COMMON = {
-    "tier": Param("str", choices=("quick", "full")),
+    "tier": Param("str", choices=TIER_NAMES),
     "seed": Param("int", low=0),
     "device": Param("str", choices=("auto", "cpu", "cuda", "mps")),
     "results_path": Param("any", optional=True),
     "student_id": Param("any", optional=True),
-    "threads": COUNT,
 }
 
 
-def _specs() -> dict[str, dict[str, Param]]:
+def _declarations() -> dict[str, dict[str, Param | Setting]]:
+    """Every notebook's parameters (Param) and the values its tiers fix (Setting): the one place they are spelled.
+
+    A parameter with `.per_tier(quick, full)` is None in the notebook's parameters cell and takes its tier's value;
+    one without keeps the value its parameters cell gives (the same in both tiers).
+    """
     backbone = Param("str", choices=_vision_backbones())
     image_data = Param("str", choices=_image_datasets(), path_ok=True)
     lr = Param("float", low=0, high=10)
-    sizes = Param("list", items=Param("int", low=1), min_len=1, optional=True)
     return {
-        "00_tour": {"backbone_name": backbone, "dataset": image_data, "n_per_class": COUNT, "test_size": COUNT,
-                    "resolution": Param("int", low=16, high=1024, optional=True)},
+        "00_tour": {
+            "backbone_name": backbone, "dataset": image_data, "n_per_class": COUNT.per_tier(50, 500),
+            "test_size": COUNT.per_tier(500, 5000), "resolution": PIXELS.per_tier(112, 224)},
         "01_feature_hierarchy": {
             "backbone_name": backbone, "dataset": image_data,
             "second_dataset": Param("str", choices=_image_datasets(), path_ok=True, optional=True),
-            "n_per_class": COUNT, "test_size": COUNT, "second_n_per_class": COUNT, "second_test_size": COUNT,
-            "resolution": Param("int", low=16, high=1024, optional=True)},
+            "n_per_class": COUNT.per_tier(50, 500), "test_size": COUNT.per_tier(500, 5000),
+            "second_n_per_class": COUNT.per_tier(20, 100), "second_test_size": COUNT.per_tier(200, 500),
+            "resolution": PIXELS.per_tier(112, 224),
+            "projection": Setting("pca", "tsne", "how the pooled test features are drawn in 2-D")},
         "02_freeze_strategies": {
             "backbone_name": backbone, "dataset": image_data, "n_per_class": Param("int", low=1),
-            "val_per_class": COUNT, "test_size": COUNT,
-            "resolution": Param("int", low=16, high=1024, optional=True), "num_epochs": COUNT, "curve_sizes": sizes},
-        "03_forgetting": {
+            "val_per_class": COUNT.per_tier(20, 50), "test_size": COUNT.per_tier(500, 2000),
+            "resolution": PIXELS.per_tier(64, 224), "num_epochs": COUNT.per_tier(3, 5),
+            "curve_sizes": SIZES.per_tier((5, 20, 50), (5, 20, 50, 200, 500)), "threads": COUNT.per_tier(2, None),
+            "resolutions": Setting((64, 112), (112, 224), "input sizes the frozen features are compared at"),
+            "head_epochs": Setting(30, 50, "epochs of a head trained on cached features"),
+            "scratch_lrs": Setting((3e-3, 1e-2), (1e-3, 3e-3, 1e-2), "learning rates scratch chooses from"),
+            "scratch_max_epochs": Setting(8, 40, "most epochs of scratch trained to a plateau"),
+            "matrix_small": Setting(10, 10, "images per class of the 2x2 matrix's small cells"),
+            "matrix_large": Setting(50, 120, "images per class of its large cells"),
+            "matrix_test": Setting(1000, None, "test images per matrix cell (None: the whole test split)"),
+            "matrix_epochs": Setting(5, 15, "epochs per matrix cell"),
+            "matrix_min_steps": Setting(36, 120, "fewest optimizer steps per matrix cell")},
+        "03_forgetting": {  # tier values still in the notebook until it is ported (see tier_settings)
             "n_b_train": Param("int", low=4, optional=True), "n_test": COUNT, "num_epochs": COUNT,
             "batch_size": Param("int", low=1), "lrs": Param("list", items=lr, min_len=2, optional=True),
             "mitigation_lr": Param("float", low=1e-8, high=10),
@@ -162,32 +203,60 @@ def _specs() -> dict[str, dict[str, Param]]:
             "lwf_alphas": Param("list", items=Param("float", low=0), min_len=1, optional=True),
             "epochs_sweep": Param("list", items=Param("int", low=1), min_len=2, optional=True),
             "probe_dataset": Param("str", choices=("digits", "lfw_subset")),
-            "lite_lrs": Param("list", items=lr, min_len=2), "lite_train_from": Param("str", optional=True)},
+            "lite_lrs": Param("list", items=lr, min_len=2), "lite_train_from": Param("str", optional=True),
+            "threads": COUNT},
         "04_nlp_finetuning": {
-            "model_name": Param("str", choices=_text_models(), optional=True),
-            "dataset": Param("str", choices=("20newsgroups", "election_tweets", "imdb"), path_ok=True, optional=True),
+            "model_name": Param("str", choices=_text_models()).per_tier("minilm", "distilbert-base-uncased"),
+            "dataset": Param("str", choices=("20newsgroups", "election_tweets", "imdb"),
+                             path_ok=True).per_tier("20newsgroups", "imdb"),
             "categories": Param("list", items=Param("str"), min_len=2),
             "probe_categories": Param("list", items=Param("str"), min_len=2),
-            "text_column": Param("str"), "label_column": Param("str"), "n_per_class": COUNT,
-            "few_shot_sizes": sizes, "test_size": COUNT, "finetune_test_size": COUNT,
-            "max_length": Param("int", low=8, high=4096, optional=True), "num_epochs": COUNT, "batch_size": COUNT},
+            "text_column": Param("str"), "label_column": Param("str"), "n_per_class": COUNT.per_tier(64, 2000),
+            "few_shot_sizes": SIZES.per_tier([16, 64, 256], [16, 64, 256, 2000]),
+            "test_size": COUNT.per_tier(1000, 5000), "finetune_test_size": COUNT.per_tier(1000, 5000),
+            "max_length": Param("int", low=8, high=4096).per_tier(64, 256), "num_epochs": COUNT.per_tier(3, 3),
+            "batch_size": COUNT.per_tier(8, 32), "threads": COUNT.per_tier(2, None),
+            "finetune_sizes": Setting([16, 64], [16, 64, 256, 2000], "few-shot sizes that are also fine-tuned"),
+            "n_val_per_class": Setting(25, 250, "validation texts per class, held out of the training pool"),
+            "probe_per_class": Setting(40, 100, "texts per class of the held-out topics (forgetting)"),
+            "few_shot_max_epochs": Setting(None, 40, "most epochs of a few-shot fine-tune (None: no cap)")},
         "05_pitfalls": {
-            "backbone_name": backbone, "n_per_class": COUNT, "test_size": Param("int", low=10, optional=True),
-            "resolution": Param("int", low=16, high=1024, optional=True), "finetune_per_class": COUNT,
-            "finetune_epochs": COUNT, "transfer_sizes": Param("list", items=Param("int", low=1), min_len=2,
-                                                               optional=True)},
+            "backbone_name": backbone, "n_per_class": COUNT.per_tier(15, 100),
+            "test_size": Param("int", low=10).per_tier(250, 2000), "resolution": PIXELS.per_tier(64, 224),
+            "finetune_per_class": COUNT.per_tier(10, 100), "finetune_epochs": COUNT.per_tier(2, 3),
+            "transfer_sizes": Param("list", items=Param("int", low=1), min_len=2).per_tier((5, 50), (5, 20, 100, 500)),
+            "threads": COUNT.per_tier(1, None),
+            "transfer_steps": Setting(200, 300, "optimizer steps per start (negative transfer, fine-tuned)"),
+            "transfer_batch": Setting(5, 5, "images per step there"),
+            "transfer_lrs": Setting((1e-3, 3e-3, 1e-2), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),
+                                    "learning rates each start chooses from on validation"),
+            "transfer_val_per_class": Setting(20, 50, "validation images per class, held out of training"),
+            "duplicate_scan": Setting(2000, None, "test images searched for training near-copies (None: all)"),
+            "bn_test_size": Setting(200, 2000, "test images of the BatchNorm section")},
     }
 
 
-_CACHE: dict[str, dict[str, Param]] = {}
+_CACHE: dict[str, dict[str, Param | Setting]] = {}
+
+
+def declaration(notebook: str) -> dict[str, Param | Setting]:
+    """A notebook's parameters (the common ones first) and tier settings; empty for a notebook without one."""
+    if not _CACHE:
+        _CACHE.update(_declarations())
+    own = _CACHE.get(notebook)
+    return {**COMMON, **own} if own is not None else {}
 
 
 def spec(notebook: str) -> dict[str, Param]:
     """The declared parameters of a notebook id (empty for notebooks without a declaration, e.g. a test's)."""
-    if not _CACHE:
-        _CACHE.update(_specs())
-    own = _CACHE.get(notebook)
-    return {**COMMON, **own} if own is not None else {}
+    return {name: p for name, p in declaration(notebook).items() if isinstance(p, Param)}
+
+
+def tier_values(notebook: str, tier: str) -> dict[str, Any]:
+    """What `tier` gives: every tier-dependent parameter's value and every tier setting (fresh copies)."""
+    index = TIER_NAMES.index(tier)
+    return {name: copy.deepcopy(entry.tiers[index]) for name, entry in declaration(notebook).items()
+            if entry.tiers is not None}
 
 
 def problems(notebook: str, values: Mapping[str, Any]) -> list[str]:
@@ -203,11 +272,48 @@ def problems(notebook: str, values: Mapping[str, Any]) -> list[str]:
     return out
 
 
+def unknown_parameter(notebook: str, name: str, known: Any = None) -> str:
+    """The sentence for a name that is not a parameter; `known`: the names (default: the declared parameters)."""
+    names = ", ".join(sorted(spec(notebook) if known is None else known)) or "none"
+    return f"{notebook}: unknown parameter {name!r}; the notebook's parameters are: {names}."
+
+
 def check(notebook: str, **values: Any) -> None:
     """Raise ParameterError naming every bad value (the notebook's first cells call this)."""
     found = problems(notebook, values)
     if found:
         raise ParameterError(" ".join(found))
+
+
+def tier_settings(notebook: str, tier: str, **values: Any) -> dict[str, Any]:
+    """Check the parameters cell's values, fill each None with the tier's value and add the tier's settings.
+
+    The notebook's tier cell calls this; a bad value or an unknown name stops it with one sentence each. To port a
+    notebook: give its tier-dependent parameters `.per_tier(quick, full)` and its other tier values `Setting`s in
+    `_declarations`, set them to None in its parameters cell, and read them back from the returned dict.
+    """
+    declared = spec(notebook)
+    if not declared:
+        raise ParameterError(f"{notebook}: labkit.params declares no parameters for this notebook; add them to "
+                             "labkit/params.py.")
+    found = [unknown_parameter(notebook, name) for name in values if name not in declared]
+    found += problems(notebook, {"tier": tier, **values})
+    if found:
+        raise ParameterError(" ".join(found))
+    out = {"tier": tier, **values}
+    for name, value in tier_values(notebook, tier).items():
+        if out.get(name) is None:
+            out[name] = value
+    return out
+
+
+def show_tiers(notebook: str) -> None:
+    """Print the quick and full value of every tier-dependent parameter and tier setting of a notebook."""
+    rows = [[name, repr(entry.tiers[0]), repr(entry.tiers[1]),
+             "parameter" if isinstance(entry, Param) else f"the tier: {entry.help}"]
+            for name, entry in declaration(notebook).items() if entry.tiers is not None]
+    print(f"{notebook}: what each tier uses (a parameter set to None above takes its tier's value)")
+    print(text_table(["name", *TIER_NAMES, "set by"], rows) if rows else "(no tier values are declared for it yet)")
 
 
 def absolute_paths(notebook: str, values: Mapping[str, Any], base: str | Path | None = None) -> dict[str, Any]:
