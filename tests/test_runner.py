@@ -52,6 +52,9 @@ def test_run_prints_numbers_writes_report_and_reports_the_failing_cell(course, t
 
 def test_run_rejects_unknown_parameters_and_notebooks_before_running(course, tmp_path, capsys):
     assert main(["run", "00", "--dir", str(course), "--out", str(tmp_path / "runs"), "-p", "nope=1"]) == 2
+    # one notebook: the sentence the notebook itself stops with; several: the name no one of them has
+    assert "00_toy: unknown parameter 'nope'; the notebook's parameters are: " in capsys.readouterr().err
+    assert main(["run", "--dir", str(course), "--out", str(tmp_path / "runs"), "-p", "nope=1"]) == 2
     assert "no selected notebook has a parameter named 'nope'" in capsys.readouterr().err
     assert main(["run", "00_toy", "--dir", str(course), "--out", str(tmp_path / "runs"), "-p", "x=big"]) == 2
     assert "parameter 'x' should be float" in capsys.readouterr().err

@@ -1,6 +1,9 @@
-"""Notebook parameters for `labkit run` and `labkit batch`: what a notebook's `parameters` cell declares, the tiers,
-the checks of values given on the command line or in a batch spec (unknown names, wrong types, and what
-`labkit.params` says of their ranges), and the `-p NAME=VALUE` parser.
+"""Notebook parameters for `labkit run` and `labkit batch`: the names a notebook accepts, the tiers, the checks of
+values given on the command line or in a batch spec, and the `-p NAME=VALUE` parser.
+
+A course notebook's names, types and ranges come from its one declaration in `labkit.params`, so an unknown name or
+a bad value is refused with the sentence the notebook itself would stop with. A notebook without a declaration (a
+test's) is judged by its `parameters` cell: the names there, and the type of each default.
 """
 from __future__ import annotations
 
@@ -10,9 +13,10 @@ from typing import Any, Mapping
 
 import yaml
 
+from labkit.params import TIER_NAMES, spec, unknown_parameter
 from labkit.params import problems as declared_range_problems
 
-TIERS = ("quick", "full")
+TIERS = TIER_NAMES
 
 
 def notebook_parameters(path: str | os.PathLike) -> dict[str, dict]:
@@ -31,6 +35,11 @@ def _default_type(param: Mapping[str, Any]) -> type | None:
     return None if default is None else type(default)
 
 
+def accepted_parameters(notebook: str, declared: Mapping[str, Any]) -> set[str]:
+    """The names a notebook accepts: its `labkit.params` declaration, else its parameters cell (`declared`)."""
+    return set(spec(notebook)) or set(declared)
+
+
 def declared_problems(notebook: str, values: Mapping[str, Any]) -> list[str]:
     """What `labkit.params` says of these values for this notebook (nothing for a notebook it does not know)."""
     return declared_range_problems(notebook, values)
@@ -38,13 +47,13 @@ def declared_problems(notebook: str, values: Mapping[str, Any]) -> list[str]:
 
 def check_parameters(notebook: str, declared: Mapping[str, Mapping], values: Mapping[str, Any],
                      where: str = "") -> list[str]:
-    """Problems with `values` for a notebook declaring `declared`: unknown names and wrong types (one line each)."""
+    """Problems with `values` for a notebook whose parameters cell declares `declared` (one line each)."""
     problems = []
     place = f" ({where})" if where else ""
+    names = accepted_parameters(notebook, declared)
     for name, value in values.items():
-        if name not in declared:
-            known = ", ".join(sorted(declared)) or "none"
-            problems.append(f"{notebook}: unknown parameter '{name}'{place}; the notebook's parameters are: {known}")
+        if name not in names:
+            problems.append(unknown_parameter(notebook, name, names) + place)
             continue
         if name == "results_path":
             problems.append(f"{notebook}: 'results_path' is set by the runner{place}; remove it")
@@ -56,7 +65,7 @@ def check_parameters(notebook: str, declared: Mapping[str, Mapping], values: Map
         if ranged:
             problems += [f"{line}{place}" for line in ranged]
             continue
-        expected = _default_type(declared[name])
+        expected = _default_type(declared.get(name, {}))
         if expected is None or value is None:
             continue
         ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)

@@ -16,12 +16,12 @@ from pathlib import Path
 from labkit._io import folder_problem
 from labkit._tables import flatten_numbers, format_value, markdown_table, text_table
 from labkit.claim_tables import count_line, ledger_markdown, ledger_rows, write_ledger_csv
-from labkit.params import absolute_paths
+from labkit.params import absolute_paths, unknown_parameter
 from labkit.tools import cli
 from labkit.tools.bands import band_verdict, bands_for, find_bands, load_bands
 from labkit.tools.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_KERNEL, STOPPING, execute_notebook, stop_all
 from labkit.tools.notebooks import find_notebooks
-from labkit.tools.parameters import TIERS, check_parameters, notebook_parameters, parse_assignments
+from labkit.tools.parameters import TIERS, accepted_parameters, check_parameters, notebook_parameters, parse_assignments
 
 
 def new_run_dir(parent: Path) -> Path:
@@ -88,17 +88,21 @@ def run(args: argparse.Namespace) -> int:
     if "tier" in overrides:
         problems.append("set the tier with --tier quick|full, not -p tier=...")
     overrides["tier"] = args.tier
+    names: set[str] = set()
     for path in notebooks:
         declared = notebook_parameters(path)
+        names = accepted_parameters(path.stem, declared)  # labkit.params' declaration, else the parameters cell
         # An override a notebook does not declare is skipped for that notebook (e.g. a backbone knob only some have),
         # but a name no notebook declares is a typo and stops everything.
-        mine = {k: v for k, v in overrides.items() if k in declared}
+        mine = {k: v for k, v in overrides.items() if k in names}
         # a data path is the caller's: the kernel runs in the notebook's folder, so it gets the absolute path
         mine = absolute_paths(path.stem, mine)
         problems += check_parameters(path.stem, declared, mine, where="-p")
         plans.append((path, mine))
     unknown = [k for k in overrides if k != "tier" and not any(k in p for _, p in plans)]
-    if unknown:
+    if unknown and len(plans) == 1:  # the sentence the notebook itself stops with
+        problems += [f"{unknown_parameter(plans[0][0].stem, k, names)} (-p)" for k in unknown]
+    elif unknown:
         problems.append(f"no selected notebook has a parameter named {', '.join(repr(k) for k in unknown)}")
     if problems:
         print("labkit run: nothing was run:\n  - " + "\n  - ".join(problems), file=sys.stderr)
