@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from labkit.datacheck import DataCheckError, check_data
+from labkit.params import tier_values
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -55,7 +56,9 @@ def text_file(path: Path, per_class: dict[str, int]) -> Path:
 
 def run_02_data_cell(dataset: Path, **overrides) -> dict:
     """Notebook 02's data cell, executed with the tier's values (quick) and `overrides`; returns its namespace."""
-    ns = dict(dataset=str(dataset), n_per_class=50, val_per_class=20, test_size=500, curve_sizes=[5, 20, 50], seed=0)
+    quick = tier_values("02_freeze_strategies", "quick")
+    ns = dict(dataset=str(dataset), n_per_class=50, val_per_class=quick["val_per_class"], test_size=quick["test_size"],
+              curve_sizes=sorted(set(quick["curve_sizes"]) | {50}), seed=0)
     ns.update(overrides)
     exec(cell_source("02_freeze_strategies", 'data.load_dataset(dataset, split="train")'), ns)
     return ns
@@ -112,9 +115,10 @@ def run_04_checks(dataset: Path, **overrides) -> dict:
     """Notebook 04's data check (the end of its loading cell) and its split cell, with the quick tier's values."""
     from labkit import data, text
 
-    cfg = {"n_val_per_class": 25, "finetune_sizes": [16, 64]}
-    ns = dict(dataset=str(dataset), n_per_class=64, few_shot_sizes=[16, 64, 256], test_size=1000,
-              finetune_test_size=1000, label_column="label", cfg=cfg, seed=0, text=text, np=np)
+    cfg = tier_values("04_nlp_finetuning", "quick")
+    ns = dict(dataset=str(dataset), n_per_class=cfg["n_per_class"], few_shot_sizes=cfg["few_shot_sizes"],
+              test_size=cfg["test_size"], finetune_test_size=cfg["finetune_test_size"], label_column="label", cfg=cfg,
+              seed=0, text=text, np=np)
     ns.update(overrides)
     ns["pool_full"] = data.load_text_dataset(str(dataset), "train")
     ns["test_full"] = data.load_text_dataset(str(dataset), "test")
@@ -178,7 +182,7 @@ def test_check_data_names_unknown_notebooks():
 
 
 def test_00_low_resolution_runs_with_a_warning_and_a_note_for_the_claims(capsys):
-    source = cell_source("00_tour", 'check_parameters("00_tour"')
+    source = cell_source("00_tour", 'tier_settings("00_tour"')
     ns = dict(tier="quick", seed=0, device="cpu", backbone_name="efficientnet_lite0", dataset="fashion_mnist",
               n_per_class=None, test_size=None, resolution=16)
     exec(source, ns)

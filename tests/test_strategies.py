@@ -9,6 +9,7 @@ import torch
 from labkit import zoo
 from labkit.data import ImageDataset
 from labkit.freeze import count_parameters
+from labkit.params import tier_values
 from labkit.strategies import (
     Strategy,
     _fold_head,
@@ -261,13 +262,13 @@ def test_notebook_accepts_the_full_tier_parameters():
     params_index = next(i for i, c in enumerate(nb["cells"]) if "parameters" in c["metadata"].get("tags", []))
     assert "".join(nb["cells"][params_index]["source"]).startswith("tier =")
     tier_cell = code[1]
-    assert "TIERS" in tier_cell and "seed_everything" in tier_cell
+    assert "labkit.tier_settings(" in tier_cell and "seed_everything" in tier_cell
     ns = {}
     exec(code[0], ns)  # the defaults
     ns.update(full)  # what papermill injects
     exec(tier_cell.replace("labkit.seed_everything(seed, threads=threads)", "pass"), ns)
     assert ns["resolution"] == 224 and ns["test_size"] == 5000 and ns["curve_sizes"] == [5, 20, 50, 200, 500]
-    assert ns["cfg"]["matrix_large"] > ns["TIERS"]["quick"]["matrix_large"]
+    assert ns["cfg"]["matrix_large"] > tier_values("02_freeze_strategies", "quick")["matrix_large"]
     ns = {}
     exec(code[0], ns)
     ns["tier"] = "huge"

@@ -31,8 +31,9 @@ def src(cell: dict) -> str:
 
 
 def _owned_elsewhere(cell: dict) -> bool:
-    """The parameters cell and the tier plumbing under it are maintained with labkit.params, not per lesson."""
-    return "parameters" in cell.get("metadata", {}).get("tags", []) or "check_parameters(" in src(cell)
+    """The parameters cell and the tier cell under it are maintained with labkit.params, not per lesson."""
+    return "parameters" in cell.get("metadata", {}).get("tags", []) or any(
+        call in src(cell) for call in ("labkit.tier_settings(", "check_parameters("))
 
 
 def problems(nb: dict) -> list[str]:
