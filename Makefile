@@ -6,9 +6,10 @@ STAMP  := $(VENV)/.labkit-installed
 # pins of the versions the committed outputs were made with; `make setup CONSTRAINTS=` lifts them
 CONSTRAINTS ?= scripts/tested-versions.txt
 PIP_C  := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
-# Debian packages: the Fashion-MNIST files for the embedded path; Chromium for the browser test.
+# Debian packages: the Fashion-MNIST files for the embedded path; Chromium for the browser test, with a colour emoji
+# font so that its screenshots show the exercise checks' signs (✅, ❌) as a student's desktop browser does.
 RUN_DEBS  := dataset-fashion-mnist
-TEST_DEBS := dataset-fashion-mnist chromium
+TEST_DEBS := dataset-fashion-mnist chromium fonts-noto-color-emoji
 
 export LABKIT_PROGRESS ?= 0
 

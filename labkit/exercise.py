@@ -82,6 +82,14 @@ def check(name: str, value, expected, *, atol: float = 0.0, rtol: float = 1e-6, 
     if ok:
         print(f"✅ `{name}` is right. Well done!")
         return True
-    tip = f" Hint: {hint}" if hint else ""
-    print(f"❌ `{name}` is not right yet: {detail}.{tip} {_NEXT}")
+    not_yet(name, f"{detail}.", hint)
     return False
+
+
+def not_yet(name: str, why: str, hint: str | None = None) -> None:
+    """Print that an answer is not right yet: why on the first line, then the hint and the next step, each on a line
+    of its own (one long line would wrap mid-word in a notebook's output)."""
+    lines = [f"❌ `{name}` is not right yet: {why}"]
+    if hint:
+        lines.append(f"Hint: {hint.strip()}" + ("" if hint.strip().endswith((".", "!", "?")) else "."))
+    print("\n".join(lines + [_NEXT]))

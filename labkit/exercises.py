@@ -147,7 +147,7 @@ def check_ex(exercise_id: str, value, **objects) -> bool | None:
 
     Prints right / not yet right / not attempted (see `labkit.exercise.check`); returns True, False or None.
     """
-    from labkit.exercise import check
+    from labkit.exercise import check, not_yet
 
     if exercise_id not in EXERCISES:
         raise KeyError(f"No exercise {exercise_id!r}; the exercises are: {', '.join(sorted(EXERCISES))}.")
@@ -159,14 +159,12 @@ def check_ex(exercise_id: str, value, **objects) -> bool | None:
         try:
             value = ex.convert(value)
         except Exception:  # not the shape the exercise asks for
-            print(f"❌ `{ex.name}` is not right yet: it should be {ex.shape or 'another kind of value'}. "
-                  "Change your code in the exercise cell above, run it, then run this cell again.")
+            not_yet(ex.name, f"it should be {ex.shape or 'another kind of value'}.")
             return False
     if isinstance(expected, dict):
         value = _as_comparable(value) if isinstance(value, dict) else value
         if isinstance(value, dict) and set(value) != set(expected):
-            print(f"❌ `{ex.name}` is not right yet: its keys are {sorted(value)} but should be {sorted(expected)}. "
-                  "Change your code in the exercise cell above, run it, then run this cell again.")
+            not_yet(ex.name, f"its keys are {sorted(value)} but should be {sorted(expected)}.")
             return False
         if isinstance(value, dict):  # compare key by key as one array, with the exercise's tolerance
             keys_ = sorted(expected)

@@ -20,6 +20,7 @@ from labkit.quiz.responses import ResponseLog
 
 BANK = "predictions"
 KIND = "prediction"
+_MEASURED = "Measured in this run:"
 
 
 class PredictionError(ValueError):
@@ -115,7 +116,7 @@ class Prediction:
             first = "You recorded no prediction before the run, so there is nothing to compare with this time."
         else:
             first = f"Your prediction: {self._guess_text()}."
-        lines = [first, f"Measured in this run: {got}."]
+        lines = [first, f"{_MEASURED} {got}."]
         if text:
             lines.append(text.strip())
         return "\n".join(lines)
@@ -134,9 +135,15 @@ class Prediction:
 
     def _refresh(self) -> None:
         if self._widget is not None:
-            self._widget.status.value = html.escape(f"Your prediction: {self._guess_text()}")
+            status = f"Your prediction: {self._guess_text()}"
+            earlier = " (restored from an earlier session)" if self.restored and self.guess is not None else ""
+            self._widget.status.value = html.escape(status + earlier)
             if self.revealed:
-                self._widget.result.value = "<br>".join(html.escape(t) for t in self.revealed.splitlines())
+                lines = self.revealed.splitlines()
+                if lines and lines[0] == f"{status}.":  # the status line just above already says it
+                    lines = lines[1:]
+                self._widget.result.value = "<br>".join(
+                    html.escape(t).replace(_MEASURED, f"<b>{_MEASURED}</b>", 1) for t in lines)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         # the live widget where a frontend renders it; the deterministic text everywhere else (nbval compares it)

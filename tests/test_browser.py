@@ -1,5 +1,6 @@
 """A real browser test: JupyterLab on loopback, Debian's Chromium driven by Playwright: a student answering a quiz
-(and seeing it again after a kernel restart), and every bank laid out without overlapping options."""
+(and seeing it again after a kernel restart), every bank laid out without overlapping options, and a student working
+through the released 00_tour (a prediction recorded and revealed, an exercise checked, a quiz answer restored)."""
 from __future__ import annotations
 
 import contextlib
@@ -15,19 +16,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
+from _browser import CHROMIUM, CHROMIUM_FLAGS, code_index, run_cell, write_lab_settings
 from playwright.sync_api import expect, sync_playwright
 
 from labkit.quiz.bank import PACKAGE_BANKS, read_yaml, validate_source
 from labkit.tools.release import dumps_notebook, release_notebook
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
 STUDENT = "browser-test"
 QUESTION = "satellite-strategy"  # the first single-choice question of bank 00
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-proxy-server", "--disable-dev-shm-usage"]
 TIMEOUT_MS = 180_000  # 2 shared cores: JupyterLab's first load and a kernel start can take a while
 
 pytestmark = [
@@ -97,24 +94,13 @@ def _artifacts(lab: dict) -> Path:
     return folder
 
 
-def _write_settings(settings: Path) -> None:
-    """Lab settings that keep a test deterministic: no news popup, every cell in the DOM."""
-    for plugin, values in {
-        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
-        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
-    }.items():
-        path = settings / f"{plugin}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values), encoding="utf-8")
-
-
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab server on 127.0.0.1 with a temp root, HOME and response folder; always stopped."""
     root, home, responses = tmp_path / "root", tmp_path / "home", tmp_path / "responses"
     for d in (root, home, responses):
         d.mkdir()
-    _write_settings(tmp_path / "settings")
+    write_lab_settings(tmp_path / "settings")
     port, token = _free_port(), "labkit-browser-test"
     env = dict(os.environ, HOME=str(home), JUPYTER_CONFIG_DIR=str(home / ".jupyter"),
                JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"),
@@ -159,29 +145,7 @@ def lab(tmp_path):
 
 def _code_cell_index(nb_path: Path, needle: str) -> int:
     """Index, among code cells, of the first one whose source contains needle."""
-    nb = json.loads(nb_path.read_text(encoding="utf-8"))
-    code = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"]
-            for c in nb["cells"] if c["cell_type"] == "code"]
-    return next(i for i, src in enumerate(code) if needle in src)
-
-
-def _run_cell(page, index: int) -> None:
-    """Make code cell `index` active and press the toolbar's Run button, retrying until its prompt changes."""
-    for _attempt in range(5):
-        # located afresh each try: JupyterLab may re-render the notebook while it settles
-        cell = page.locator(".jp-Notebook .jp-CodeCell").nth(index)
-        prompt = cell.locator(".jp-InputPrompt").first
-        try:
-            before = prompt.inner_text(timeout=30_000)
-            cell.scroll_into_view_if_needed(timeout=30_000)
-            cell.locator(".jp-InputArea-editor").first.click(timeout=30_000)
-            page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").first.click(
-                timeout=30_000)
-            expect(prompt).not_to_have_text(before, timeout=20_000)  # "[*]:" while running, "[n]:" when done
-            return
-        except (AssertionError, PlaywrightError):
-            page.wait_for_timeout(1000)  # the click landed while the notebook was (re)rendering: try again
-    raise AssertionError(f"code cell {index} did not start running after five tries")
+    return code_index(json.loads(nb_path.read_text(encoding="utf-8")), lambda src, tags: needle in src)
 
 
 @contextlib.contextmanager
@@ -198,7 +162,7 @@ def _notebook_page(lab: dict, nb_path: Path, viewport: dict, failure_shot: Path)
             page.locator(".jp-Notebook .jp-CodeCell").first.wait_for()
             # kernel ready: the toolbar's kernel status shows idle
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
-            _run_cell(page, 0)  # parameters: student_id = None -> falls back to $LABKIT_STUDENT_ID
+            run_cell(page, 0)  # parameters: student_id = None -> falls back to $LABKIT_STUDENT_ID
             yield page
         except Exception:
             page.screenshot(path=str(failure_shot), full_page=True)  # the page as it was, for the failure report
@@ -220,7 +184,7 @@ def test_student_answers_quiz_in_jupyterlab(lab):
     with _notebook_page(lab, nb_path, {"width": 1400, "height": 1000}, shot) as page:
         expect(page.locator(".jp-Notebook .jp-CodeCell").nth(0).locator(".jp-InputPrompt")).to_have_text(
             re.compile(r"\[\d+\]"), timeout=TIMEOUT_MS)
-        _run_cell(page, quiz_index)
+        run_cell(page, quiz_index)
         box = page.locator(f".labkit-quiz .labkit-q-{QUESTION}")
         try:
             box.wait_for(timeout=TIMEOUT_MS)
@@ -245,8 +209,8 @@ def test_student_answers_quiz_in_jupyterlab(lab):
         kernel = next(s["kernel"]["id"] for s in _api(lab, "/api/sessions") if s["path"].endswith(nb_path.name))
         _api(lab, f"/api/kernels/{kernel}/restart", method="POST")
         page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
-        _run_cell(page, 0)
-        _run_cell(page, quiz_index)
+        run_cell(page, 0)
+        run_cell(page, quiz_index)
         quiz_cell = page.locator(".jp-Notebook .jp-CodeCell").nth(quiz_index)
         expect(quiz_cell.locator(".labkit-score")).to_contain_text("earlier answers included", timeout=TIMEOUT_MS)
         restored_score = quiz_cell.locator(".labkit-score").inner_text()
@@ -291,6 +255,17 @@ _MEASURE_JS = """
 """
 
 
+# every number box of every bank: its placeholder's width in the box's own font, and the room the box has for it
+_PLACEHOLDER_JS = """
+() => [...document.querySelectorAll('.labkit-quiz .labkit-input input[type="text"]')].map(i => {
+  const s = getComputedStyle(i), ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = `${s.fontStyle} ${s.fontWeight} ${s.fontSize} ${s.fontFamily}`;
+  return {placeholder: i.placeholder, width: ctx.measureText(i.placeholder).width,
+          room: i.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight)};
+})
+"""
+
+
 def _overlap(a, b) -> bool:
     """Whether two [left, top, right, bottom] boxes share more than a pixel of area."""
     return min(a[2], b[2]) - max(a[0], b[0]) > 1 and min(a[3], b[3]) - max(a[1], b[1]) > 1
@@ -321,6 +296,7 @@ def test_every_bank_lays_out_options_without_overlap(lab):
         expect(page.locator(".labkit-quiz .labkit-question").last.locator(".labkit-check")).to_be_visible()
         page.wait_for_timeout(500)  # let the last rows settle their layout
         measured = page.evaluate(_MEASURE_JS)
+        number_boxes = page.evaluate(_PLACEHOLDER_JS)
         for i, bank in enumerate(banks):
             quiz = page.locator(".labkit-quiz").nth(i)
             quiz.scroll_into_view_if_needed()
@@ -357,6 +333,183 @@ def test_every_bank_lays_out_options_without_overlap(lab):
     spans = [o["span"] for o in rows]
     problems += [f"option texts {a} and {b} overlap" for a in range(len(spans)) for b in range(a + 1, len(spans))
                  if _overlap(spans[a], spans[b])]
+    numeric = sum(q["kind"] == "numeric" for b in banks
+                  for q in validate_source(read_yaml(REPO / "solutions" / "quiz" / f"{b}.yaml"), b))
+    assert len(number_boxes) == numeric
+    problems += [f"number box placeholder {b['placeholder']!r} is cut off ({b['width']:.0f} px of text in "
+                 f"{b['room']:.0f} px)" for b in number_boxes if b["width"] > b["room"]]
     assert problems == [], "\n".join(problems)
     wrapped = [o for o in rows if o["span"][3] - o["span"][1] > 1.6 * o["lineHeight"]]
     assert wrapped, "no option text wrapped at 1300 px: the long options should take two lines or more"
+
+
+# ---- the whole released 00_tour, as a student works through it ------------------------------------------------------
+
+GUESS = "pretrained ahead by more than 15 points"  # an option of the prediction 00-random-vs-pretrained
+PREDICTION = "00-random-vs-pretrained"
+WRONG_PROBE = "my_probe_acc = 0.5\n"
+# the student's answer to exercise 1, typed into its cell (the model solution of solutions/00_tour.ipynb)
+RIGHT_PROBE = """from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+scaler = StandardScaler().fit(X_train)
+clf = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(X_train), y_train)
+my_probe_acc = float((clf.predict(scaler.transform(X_test)) == y_test).mean())
+"""
+
+
+def _released_tour(root: Path) -> Path:
+    """notebooks/00_tour.ipynb as `labkit release` makes it from solutions/ now."""
+    solution = json.loads((REPO / "solutions" / "00_tour.ipynb").read_text(encoding="utf-8"))
+    target = root / "00_tour.ipynb"
+    target.write_text(dumps_notebook(release_notebook(solution, "00_tour.ipynb")), encoding="utf-8")
+    return target
+
+
+def _cell(page, index: int):
+    return page.locator(".jp-Notebook .jp-CodeCell").nth(index)
+
+
+def _wait_done(page, index: int, timeout_ms: int = TIMEOUT_MS) -> None:
+    """Wait until code cell `index` has run: its prompt shows a number, not "[*]" or "[ ]"."""
+    expect(_cell(page, index).locator(".jp-InputPrompt").first).to_have_text(re.compile(r"\[\d+\]"),
+                                                                           timeout=timeout_ms)
+
+
+def _run_cells(page, indices) -> None:
+    """Run code cells one after the other (the kernel queues them) and wait for the last one."""
+    indices = list(indices)
+    for i in indices:
+        run_cell(page, i)
+    _wait_done(page, indices[-1])
+
+
+def _type_into(page, index: int, text: str) -> None:
+    """Replace the source of code cell `index` with `text`, as typed into its editor (no auto-indent, no brackets
+    closed for us: the text is inserted as it stands)."""
+    editor = _cell(page, index).locator(".jp-InputArea-editor .cm-content")
+    editor.click()
+    page.keyboard.press("Control+a")
+    page.keyboard.insert_text(text)
+    expect(editor).to_contain_text(text.strip().splitlines()[-1])
+
+
+def _shoot(page, locators, path: Path) -> None:
+    """One picture of everything in `locators` (scrolled to the first of them), or of the first alone when they do
+    not fit in the window together."""
+    locators[0].evaluate("e => e.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(300)
+    boxes = [loc.bounding_box() for loc in locators]
+    view = page.viewport_size
+    if all(boxes) and max(b["y"] + b["height"] for b in boxes) <= view["height"] and min(b["y"] for b in boxes) >= 0:
+        left, top = min(b["x"] for b in boxes), min(b["y"] for b in boxes)
+        right, bottom = max(b["x"] + b["width"] for b in boxes), max(b["y"] + b["height"] for b in boxes)
+        page.screenshot(path=str(path), clip={"x": left, "y": top, "width": right - left, "height": bottom - top})
+    else:
+        locators[0].screenshot(path=str(path))
+
+
+def _output_text(page, index: int) -> str:
+    return _cell(page, index).locator(".jp-OutputArea").first.inner_text()
+
+
+def test_student_works_through_the_released_tour(lab):
+    """The released 00_tour in JupyterLab, cell by cell as a student runs it: a guess recorded in the prediction
+    widget and shown beside the measured gap after the run; exercise 1 answered wrong, then right; a quiz question
+    answered; then the kernel restarted from the toolbar and the guess and the answer shown again."""
+    nb_path = _released_tour(lab["root"])
+    nb = json.loads(nb_path.read_text(encoding="utf-8"))
+    n_code = sum(c["cell_type"] == "code" for c in nb["cells"])
+    at = {key: _code_cell_index(nb_path, needle) for key, needle in {
+        "imports": "import labkit\n", "predict": f'labkit.predict("{PREDICTION}"', "reveal": "guess_gap.reveal(",
+        "exercise": "my_probe_acc = None", "check": 'check_ex("00-probe-by-hand"', "quiz": "show_quiz("}.items()}
+    assert at["predict"] < at["reveal"] < at["exercise"] < at["check"] < at["quiz"]
+    source = validate_source(read_yaml(REPO / "solutions" / "quiz" / "00.yaml"), "00")
+    right = next(q for q in source if q["id"] == QUESTION)["answer"]
+    shots = _artifacts(lab)
+    seen: dict = {}
+
+    with _notebook_page(lab, nb_path, {"width": 1400, "height": 1300}, shots / "tour_failure.png") as page:
+        # (a) predict: run up to the prediction cell, choose an option, record it
+        _run_cells(page, range(1, at["predict"] + 1))
+        widget = _cell(page, at["predict"]).locator(".labkit-prediction")
+        widget.locator(".labkit-option label", has_text=GUESS).click()
+        widget.locator("button", has_text="Record my guess").click()
+        expect(widget).to_contain_text(f"Your prediction: {GUESS}", timeout=60_000)
+        _shoot(page, [widget], shots / "tour_1_prediction_recorded.png")
+        # ... run the experiment and the reveal cell
+        _run_cells(page, range(at["predict"] + 1, at["reveal"] + 1))
+        expect(_cell(page, at["reveal"]).locator(".jp-OutputArea")).to_contain_text("Measured in this run:")
+        seen["reveal"] = _output_text(page, at["reveal"])
+        expect(widget).to_contain_text("Measured in this run:", timeout=60_000)  # the widget shows it too
+        seen["widget"] = widget.inner_text()
+        _shoot(page, [_cell(page, at["reveal"])], shots / "tour_2_prediction_revealed.png")
+        _shoot(page, [widget], shots / "tour_3_prediction_widget_after_run.png")
+
+        # (b) exercise 1: a wrong answer first, then the right one; the check cell says which
+        _run_cells(page, range(at["reveal"] + 1, at["exercise"]))
+        for attempt, (code, verdict) in enumerate([(WRONG_PROBE, "❌"), (RIGHT_PROBE, "✅")]):
+            _type_into(page, at["exercise"], code)
+            _run_cells(page, [at["exercise"], at["check"]])
+            check_output = _cell(page, at["check"]).locator(".jp-OutputArea")
+            expect(check_output).to_contain_text(verdict, timeout=120_000)
+            seen[f"check_{attempt}"] = _output_text(page, at["check"])
+            _shoot(page, [_cell(page, at["exercise"]), _cell(page, at["check"])],
+                   shots / f"tour_{4 + attempt}_exercise_{'wrong' if attempt == 0 else 'right'}.png")
+
+        # the rest of the notebook, as a student runs it, down to the quiz and the summary
+        _run_cells(page, range(at["check"] + 1, n_code))
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+        seen["errors"] = [errors.nth(i).inner_text() for i in range(errors.count())]
+
+        # (c) a quiz question answered, then the kernel restarted and the cells run again
+        quiz_cell = _cell(page, at["quiz"])
+        box = quiz_cell.locator(f".labkit-quiz .labkit-q-{QUESTION}")
+        box.locator("label", has_text=right).click()
+        box.locator("button.labkit-check").click()
+        expect(box.locator(".labkit-feedback")).to_contain_text("Correct", timeout=60_000)
+        _shoot(page, [quiz_cell.locator(".labkit-title"), box], shots / "tour_6_quiz_answered.png")
+        answered = (lab["responses"] / f"{STUDENT}.jsonl").read_text(encoding="utf-8")
+
+        page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:restart-kernel']").first.click()
+        page.locator(".jp-Dialog .jp-mod-accept", has_text="Restart").click()
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+        page.wait_for_timeout(1000)  # let the restart settle before the first cell is queued
+        _run_cells(page, [0, at["imports"], at["predict"], at["quiz"]])
+        widget = _cell(page, at["predict"]).locator(".labkit-prediction")
+        expect(widget).to_contain_text(f"Your prediction: {GUESS} (restored from an earlier session)",
+                                       timeout=60_000)
+        seen["restored_guess"] = widget.locator(".labkit-option", has=page.locator("input:checked")).inner_text()
+        _shoot(page, [widget], shots / "tour_7_prediction_restored.png")
+        quiz_cell = _cell(page, at["quiz"])
+        box = quiz_cell.locator(f".labkit-q-{QUESTION}")
+        expect(box.locator(".labkit-feedback")).to_contain_text("earlier answer", timeout=60_000)
+        expect(quiz_cell.locator(".labkit-score")).to_contain_text("earlier answers included")
+        seen["restored_choice"] = box.locator(".labkit-option", has=page.locator("input:checked")).inner_text()
+        seen["restored_feedback"] = box.locator(".labkit-feedback").inner_text()
+        _shoot(page, [quiz_cell.locator(".labkit-title"), box], shots / "tour_8_quiz_restored.png")
+    print(f"screenshots: {shots}/tour_*.png")
+
+    assert seen["errors"] == [], "cells raised:\n" + "\n".join(seen["errors"])
+    # the guess beside what the run measured, in the reveal cell and under the widget
+    assert f"Your prediction: {GUESS}." in seen["reveal"]
+    assert re.search(r"Measured in this run: pretrained 0\.\d{3} vs random init 0\.\d{3}, a gap of [+-]0\.\d{3}\.",
+                     seen["reveal"]), seen["reveal"]
+    assert "Section 4 says whether this gap" in seen["reveal"]
+    assert re.search(r"Measured in this run: pretrained 0\.\d{3}", seen["widget"]), seen["widget"]
+    assert seen["widget"].count(f"Your prediction: {GUESS}") == 1, seen["widget"]  # once, above the measured gap
+    # the check: not right with 0.5, right with the probe by hand
+    assert "❌ `my_probe_acc` is not right yet: got 0.5, which is too low.\nHint: fit the scaler" in seen["check_0"]
+    assert "✅ `my_probe_acc` is right. Well done!" in seen["check_1"] and "❌" not in seen["check_1"]
+    # what was recorded: the guess once, the quiz answer once, and nothing more after the restart
+    records = [json.loads(line) for line in answered.splitlines()]
+    assert [(r["bank"], r["question"], r["kind"], r["answer"]) for r in records if r["bank"] == "predictions"] == [
+        ("predictions", PREDICTION, "prediction", GUESS)]
+    assert [(r["question"], r["answer"], r["correct"]) for r in records if r["bank"] == "00"] == [
+        (QUESTION, right, True)]
+    assert all(r["student_id"] == STUDENT for r in records)
+    assert (lab["responses"] / f"{STUDENT}.jsonl").read_text(encoding="utf-8") == answered
+    # after the restart: the same guess and the same answer are shown again
+    assert seen["restored_guess"].strip() == GUESS
+    assert seen["restored_choice"].strip() == right.strip()
+    assert "Correct" in seen["restored_feedback"]

@@ -32,6 +32,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from _browser import CHROMIUM, CHROMIUM_FLAGS, code_index, run_cell, write_lab_settings
 
 from labkit.quiz.exchange import collect, init_exchange
 from labkit.quiz.grade import grade
@@ -46,10 +47,6 @@ RIGHT = ("Freeze the backbone, train a linear head on its features, and only the
 WRONG = "Train the whole network from scratch, so that ImageNet habits do not get in the way."
 DEADLINE_S = 300  # the HTTP test; a hub, two servers and two kernels: 30 s when idle, 80 s on two busy cores
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("LABKIT_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-proxy-server", "--disable-dev-shm-usage"]
 BROWSER_TIMEOUT_MS = 300_000  # 2 shared cores: a spawn, JupyterLab's first load and a kernel start take a while
 _SHOTS_ENV = os.environ.get("LABKIT_HUB_SHOTS")  # a folder to copy the screenshots to; unset: tmp folder only
 SHOTS = Path(_SHOTS_ENV) if _SHOTS_ENV else None
@@ -328,43 +325,7 @@ def _seed_home(home: Path, notebook: dict) -> None:
     deterministic (no news pop-up over the notebook, every cell in the DOM)."""
     home.mkdir(parents=True, exist_ok=True)
     (home / "00_tour.ipynb").write_text(json.dumps(notebook, indent=1), encoding="utf-8")
-    settings = home / ".jupyter" / "lab" / "user-settings"
-    for plugin, values in {
-        "@jupyterlab/apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
-        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
-    }.items():
-        path = settings / f"{plugin}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values), encoding="utf-8")
-
-
-def _code_index(notebook: dict, test) -> int:
-    """Index, among code cells, of the first cell for which test(source, tags) holds."""
-    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
-    return next(i for i, c in enumerate(code)
-                if test("".join(c["source"]) if isinstance(c["source"], list) else c["source"],
-                        c.get("metadata", {}).get("tags", [])))
-
-
-def _run_cell(page, index: int) -> None:
-    """Make code cell `index` active and press the toolbar's Run button, retrying until its prompt changes."""
-    from playwright.sync_api import Error as PlaywrightError
-    from playwright.sync_api import expect
-
-    for _attempt in range(5):
-        cell = page.locator(".jp-Notebook .jp-CodeCell").nth(index)  # afresh: JupyterLab may re-render
-        prompt = cell.locator(".jp-InputPrompt").first
-        try:
-            before = prompt.inner_text(timeout=30_000)
-            cell.scroll_into_view_if_needed(timeout=30_000)
-            cell.locator(".jp-InputArea-editor").first.click(timeout=30_000)
-            page.locator(".jp-NotebookPanel-toolbar [data-command='notebook:run-cell-and-select-next']").first.click(
-                timeout=30_000)
-            expect(prompt).not_to_have_text(before, timeout=30_000)  # "[*]:" while running, "[n]:" when done
-            return
-        except (AssertionError, PlaywrightError):
-            page.wait_for_timeout(1000)  # the click landed while the notebook was (re)rendering: try again
-    raise AssertionError(f"code cell {index} did not start running after five tries")
+    write_lab_settings(home / ".jupyter" / "lab" / "user-settings")
 
 
 def _shoot_answered(page, title, box, path: Path) -> None:
@@ -390,8 +351,8 @@ def _student_in_chromium(browser, base: str, name: str, answers: list[str], note
     run it. Returns what the page showed."""
     from playwright.sync_api import expect
 
-    params = _code_index(notebook, lambda src, tags: "parameters" in tags)
-    quiz_at = _code_index(notebook, lambda src, tags: "show_quiz(" in src)
+    params = code_index(notebook, lambda src, tags: "parameters" in tags)
+    quiz_at = code_index(notebook, lambda src, tags: "show_quiz(" in src)
     context = browser.new_context(viewport={"width": 1400, "height": 1200})  # a browser of their own: own cookies
     page = context.new_page()
     page.set_default_timeout(BROWSER_TIMEOUT_MS)
@@ -407,8 +368,8 @@ def _student_in_chromium(browser, base: str, name: str, answers: list[str], note
         page.goto(f"{base}/user/{name}/lab/tree/00_tour.ipynb")
         page.locator(".jp-Notebook .jp-CodeCell").first.wait_for()
         page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()  # kernel ready
-        _run_cell(page, params)
-        _run_cell(page, quiz_at)
+        run_cell(page, params)
+        run_cell(page, quiz_at)
         quiz_cell = page.locator(".jp-Notebook .jp-CodeCell").nth(quiz_at)
         box = quiz_cell.locator(f".labkit-quiz .labkit-q-{Q}")
         box.wait_for()
@@ -438,7 +399,7 @@ def _student_in_chromium(browser, base: str, name: str, answers: list[str], note
         expect(new_cell.locator(".jp-InputArea-editor .cm-content")).to_have_text(re.compile(r"^\s*$"))  # new, empty
         page.keyboard.type("!labkit quiz submit")
         expect(new_cell.locator(".jp-InputArea-editor .cm-content")).to_have_text("!labkit quiz submit")
-        _run_cell(page, quiz_at + 1)
+        run_cell(page, quiz_at + 1)
         output = new_cell.locator(".jp-OutputArea-output")
         expect(output.first).to_contain_text(re.compile("Submitted|error"), timeout=120_000)
         seen["submit"] = output.first.inner_text()

@@ -65,6 +65,12 @@ def test_the_latest_guess_is_restored_after_a_restart(tmp_path):
     again = Prediction("gap", "?", options=OPTIONS, student_id="ada", responses=tmp_path)  # a new kernel
     assert again.guess == "ten points or more" and again.restored
     assert "Your prediction: ten points or more (restored from an earlier session)" in again.text()
+    assert again.widget.status.value == "Your prediction: ten points or more (restored from an earlier session)"
+    assert again.widget.children[2].value == "ten points or more"  # the option is ticked again
+    again.reveal(measured="+0.09")
+    assert "Your prediction" not in again.widget.result.value  # said once, by the status line above
+    again.record("a few points")  # a new guess in this session is not a restored one
+    assert again.widget.status.value == "Your prediction: a few points"
     assert Prediction("gap", "?", options=OPTIONS, student_id="bob", responses=tmp_path).guess is None
     # an option reworded since: the old guess no longer fits and is not shown
     reworded = Prediction("gap", "?", options=["same", "more"], student_id="ada", responses=tmp_path)
@@ -82,7 +88,9 @@ def test_plain_text_fallback_is_deterministic_and_the_widget_carries_it(tmp_path
     p.widget.children[3].children[0].click()
     assert p.guess == "last" and "last" in p.widget.status.value
     p.reveal(measured="last")
-    assert "Measured in this run: last." in p.widget.result.value
+    assert "<b>Measured in this run:</b> last." in p.widget.result.value
+    assert "Your prediction" not in p.widget.result.value  # said once, by the status line just above
+    assert p.revealed.startswith("Your prediction: last.\nMeasured in this run: last.")  # the printed text has both
 
 
 def test_grading_skips_predictions_and_written_answers(tmp_path):

@@ -225,6 +225,10 @@ def test_prompt_markup():
     assert _markup("lambda/2 * sum (theta - theta*)^2 and snake_case_name") == (
         "lambda/2 * sum (theta - theta*)^2 and snake_case_name")
     assert _markup("<b>not html</b>\n\nnext") == "&lt;b&gt;not html&lt;/b&gt;<br><br>next"
+    # a span that a bank's wrapped prompt breaks over two lines is still one span (bank 02's 2x2 matrix question)
+    assert _markup("for *small data, similar\ndomain*. And **two\nlines**") == (
+        "for <i>small data, similar domain</i>. And <b>two lines</b>")
+    assert _markup("*one\n\nparagraph*") == "*one<br><br>paragraph*"  # never across paragraphs
 
 
 def test_jupyterhub_user_comes_first(monkeypatch):

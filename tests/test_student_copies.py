@@ -1,5 +1,5 @@
 """The student copies `labkit release` makes: predict, run, compare; exercises where they are practised, their checks
-out of sight; learning objectives first and what the run showed last.
+out of sight; learning objectives first and what the run showed last; each one class sitting long.
 
 Every solution is released into a temporary folder, and each converted copy is read as a student gets it.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from labkit.exercises import WRITTEN, model_answer
+from labkit.tools import sitting
 from labkit.tools.release import run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -151,3 +152,54 @@ def test_the_rules_pass_a_good_notebook_and_name_each_fault():
     assert any("without a labkit.predict cell" in f for f in problems(_nb(*moved)))
     assert any("learning objectives" in f for f in problems(_nb(("markdown", "# T", {}), *GOOD[1:])))
     assert any("What this run showed" in f for f in problems(_nb(*GOOD[:-1])))
+
+
+# ---- one sitting per notebook (labkit.tools.sitting: reading, exercises, predictions, quiz and the quick-tier run)
+
+# 03_forgetting is exempt (it is not in CONVERTED): it is being converted to predict-run-compare elsewhere, and its
+# sitting is judged once that is done. Notebooks known to be over, with why; strict, so a fix shows up here too.
+OVER_ONE_SITTING = {
+    "04_nlp_finetuning.ipynb": "about 80 min: its quick tier ran 32 min (papermill's recorded 1935 s on 2 CPU cores, "
+                               "1142 s of it the fine-tuning variations of section 5) on top of 48 min of reading, "
+                               "exercises, predictions and quiz",
+}
+
+
+def test_sitting_table_of_every_student_copy(released):
+    sittings = sitting.course(released, REPO / "solutions")
+    print("\n" + sitting.table(sittings))
+    assert [s.name + ".ipynb" for s in sittings] == sorted(p.name for p in released.glob("*.ipynb"))
+    for s in sittings:
+        assert s.words > 0 and s.code_lines > 0 and s.quiz_questions >= 4, s
+        assert s.run_seconds is not None, f"{s.name}: solutions/{s.name}.ipynb records no quick-tier run time"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=OVER_ONE_SITTING[n]))
+                                  if n in OVER_ONE_SITTING else n for n in CONVERTED])
+def test_student_copy_fits_one_sitting(released, name):
+    solution = json.loads((REPO / "solutions" / name).read_text(encoding="utf-8"))
+    s = sitting.estimate(Path(name).stem, json.loads((released / name).read_text(encoding="utf-8")),
+                         sitting.recorded_run_seconds(solution))
+    assert s.minutes <= sitting.MAX_SITTING_MIN, f"{name}: {s.minutes:.1f} min ({sitting.table([s])})"
+
+
+def test_sitting_counts_each_part_at_its_rate():
+    words = " ".join(["word"] * 240)  # 2 min
+    nb = _nb(("markdown", f"# Title\n\n| a | b |\n|---|---|\n\n{words}", {}),
+             ("code", "\n".join(f"x{i} = {i}" for i in range(57)) + "\n\n", {}),  # 57 lines + 3 below: 1 min
+             ("code", 'check_ex("00-probe-by-hand", mine, X=X)', {}),  # 5 min
+             ("code", 'g = labkit.predict("x", "?", options=["a", "b"])', {}),  # 1 min
+             ("code", 'w = written("00-few-shot-why", student_id=student_id)', {}))  # 4 min
+    plain = sitting.estimate("t", nb)
+    # words: "Title", "a", "b" and the 240; markdown punctuation is not read
+    assert (plain.words, plain.code_lines, plain.exercises, plain.predictions, plain.written) == (243, 60, 1, 1, 1)
+    assert plain.run_seconds is None and plain.parts["run"] == 0
+    assert plain.minutes == pytest.approx(243 / 120 + 1 + 5 + 1 + 4)
+    nb["cells"].append({"cell_type": "code", "metadata": {}, "source": 'quiz = show_quiz("00", student_id=None)'})
+    quizzed = sitting.estimate("t", nb, run_seconds=600)
+    assert quizzed.quiz_questions == 8 and quizzed.parts["run"] == 10
+    assert quizzed.minutes == pytest.approx(plain.minutes + 1 / 60 + 8 + 10)  # its one line, 8 questions, the run
+    assert sitting.recorded_run_seconds({"metadata": {"papermill": {"duration": 90.0, "parameters": {}}}}) == 90
+    full = {"metadata": {"papermill": {"duration": 900.0, "parameters": {"tier": "full"}}}}
+    assert sitting.recorded_run_seconds(full) is None  # a full-tier time is not what a class waits for
+    assert sitting.recorded_run_seconds({"metadata": {}}) is None

@@ -33,11 +33,13 @@ def _markup(text: str) -> str:
         codes.append(f"<code>{m.group(1)}</code>")
         return f"\x00{len(codes) - 1}\x00"
 
+    def inline(paragraph: str) -> str:  # one paragraph, its lines joined: *a span* may cross a line break
+        out = _BOLD.sub(r"<b>\1</b>", paragraph.replace("\n", " "))
+        return _ITALIC.sub(lambda m: f"<i>{m.group(1) or m.group(2)}</i>", out)
+
     out = _CODE.sub(keep_code, html.escape(text.strip()))  # nothing inside `code` is bold or italic
-    out = _BOLD.sub(r"<b>\1</b>", out)
-    out = _ITALIC.sub(lambda m: f"<i>{m.group(1) or m.group(2)}</i>", out)
-    out = re.sub("\x00(\\d+)\x00", lambda m: codes[int(m.group(1))], out)
-    return "<br><br>".join(p.replace("\n", " ") for p in re.split(r"\n\s*\n", out))
+    out = "<br><br>".join(inline(p) for p in re.split(r"\n\s*\n", out))
+    return re.sub("\x00(\\d+)\x00", lambda m: codes[int(m.group(1))], out)
 
 
 def option_order(options: list[str], student_id: str, bank: str, question_id: str) -> list[str]:
@@ -148,7 +150,9 @@ class QuestionView:
             self.boxes = self.input.boxes
         elif question.kind == "numeric":
             unit = f" ({question.unit})" if question.unit else ""
-            self.input = widgets.Text(placeholder=f"a number{unit}, e.g. 2e-5")
+            # the formats it reads, not a hint at the answer's size (a pixel count, a share, a learning rate)
+            self.input = widgets.Text(placeholder=f"a number{unit}, like 12, 0.05 or 2e-5",
+                                      layout=widgets.Layout(width="32em", max_width="100%"))  # the whole hint shows
         else:
             self.input = widgets.Textarea(placeholder="Your answer, in a few sentences",
                                           layout=widgets.Layout(width="95%", height="7em"))

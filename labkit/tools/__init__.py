@@ -6,6 +6,7 @@
 - `execution`: `execute_notebook` (one papermill run in a child process), shared by `run` and `batch`;
 - `batch`, `batch_spec`, `batch_report`: `labkit batch SPEC.yaml`, its spec and its reports;
 - `release`: `labkit release` (student notebooks and compiled quiz banks from solutions/);
+- `sitting`: `labkit sitting` (each student notebook's estimated working time, against one class sitting);
 - `ledger_check`, `reproductions`: the published claims ledger and its reproduction reports;
 - `nbval_mode`: whether nbval compares the committed numbers exactly on this machine (conftest.py);
 - `bands`: reference bands (batches/reference_bands.yaml); `notebooks`: notebook names -> files.

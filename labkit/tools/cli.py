@@ -1,4 +1,4 @@
-"""The `labkit` command: doctor, run, batch, release, quiz."""
+"""The `labkit` command: doctor, run, batch, release, ledger-check, sitting, quiz."""
 from __future__ import annotations
 
 import argparse
@@ -12,6 +12,7 @@ SUBCOMMANDS = {
     "batch": ("labkit.tools.batch", "run a parameter sweep from a SPEC.yaml with papermill (resumable, Dask optional)"),
     "release": ("labkit.tools.release", "generate student notebooks/ from solutions/ (or --check for drift)"),
     "ledger-check": ("labkit.tools.ledger_check", "is the published claims ledger in step with the notebooks?"),
+    "sitting": ("labkit.tools.sitting", "estimate each student notebook's working time (one sitting: 75 min at most)"),
     "quiz": ("labkit.quiz.cli", "quiz tools: submit, collect, grade, init-exchange, validate"),
 }
 
