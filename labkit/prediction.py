@@ -64,6 +64,7 @@ class Prediction:
             except PredictionError:
                 continue
         self.revealed: str | None = None
+        self._result: list[str] = []  # the reveal as the widget shows it, under the guess
         self._widget = None
 
     # ---- recording
@@ -103,27 +104,32 @@ class Prediction:
         else:
             unit = f" {self.unit}" if self.unit else ""
             lines.append(f"  a number from {self.range[0]:g} to {self.range[1]:g}{unit}")
-        earlier = " (restored from an earlier session)" if self.restored and self.guess is not None else ""
-        lines.append(f"Your prediction: {self._guess_text()}{earlier}")
+        lines.append(self._status())
         if self.guess is None:
             lines.append("Record it with the widget (or in code, with .record(...) on the object this cell returns).")
         return "\n".join(lines)
 
+    def _status(self) -> str:
+        earlier = " (restored from an earlier session)" if self.restored and self.guess is not None else ""
+        return f"Your prediction: {self._guess_text()}{earlier}"
+
+    def _result_lines(self, measured, text: str = "") -> list[str]:
+        """What the run measured (and a note), without the guess: the widget shows the guess just above it."""
+        got = measured if isinstance(measured, str) else f"{measured:.3g}" if isinstance(measured, float) else measured
+        return [f"{_MEASURED} {got}.", *([text.strip()] if text else [])]
+
     def reveal_text(self, measured, text: str = "") -> str:
         """The guess beside the measured result, as plain text."""
-        got = measured if isinstance(measured, str) else f"{measured:.3g}" if isinstance(measured, float) else measured
         if self.guess is None:
             first = "You recorded no prediction before the run, so there is nothing to compare with this time."
         else:
             first = f"Your prediction: {self._guess_text()}."
-        lines = [first, f"{_MEASURED} {got}."]
-        if text:
-            lines.append(text.strip())
-        return "\n".join(lines)
+        return "\n".join([first, *self._result_lines(measured, text)])
 
     def reveal(self, measured, text: str = "") -> None:
         """Print the guess beside the measured result (and show it under the widget, if one is on screen)."""
         self.revealed = self.reveal_text(measured, text)
+        self._result = self._result_lines(measured, text) if self.guess is not None else self.revealed.splitlines()
         print(self.revealed)
         self._refresh()
 
@@ -135,15 +141,10 @@ class Prediction:
 
     def _refresh(self) -> None:
         if self._widget is not None:
-            status = f"Your prediction: {self._guess_text()}"
-            earlier = " (restored from an earlier session)" if self.restored and self.guess is not None else ""
-            self._widget.status.value = html.escape(status + earlier)
+            self._widget.status.value = html.escape(self._status())
             if self.revealed:
-                lines = self.revealed.splitlines()
-                if lines and lines[0] == f"{status}.":  # the status line just above already says it
-                    lines = lines[1:]
                 self._widget.result.value = "<br>".join(
-                    html.escape(t).replace(_MEASURED, f"<b>{_MEASURED}</b>", 1) for t in lines)
+                    html.escape(t).replace(_MEASURED, f"<b>{_MEASURED}</b>", 1) for t in self._result)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         # the live widget where a frontend renders it; the deterministic text everywhere else (nbval compares it)

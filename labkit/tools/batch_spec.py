@@ -17,10 +17,11 @@ from typing import Any, Mapping
 
 import yaml
 
+from labkit.params import TIER_NAMES
 from labkit.tools.bands import find_bands, load_bands
 from labkit.tools.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_KERNEL
 from labkit.tools.notebooks import available_notebooks, resolve_notebook
-from labkit.tools.parameters import TIERS, check_parameters, notebook_parameters
+from labkit.tools.parameters import check_parameters, notebook_parameters
 
 SPEC_KEYS = {"name", "notebooks", "notebooks_dir", "tier", "parameters", "grid", "seeds", "repeats", "retries",
              "kernel", "cell_timeout", "timeout", "headline", "reference_bands"}
@@ -121,8 +122,8 @@ def load_spec(path: str | os.PathLike, retries: int | None = None) -> Batch:
         problems.append(f"unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(SPEC_KEYS))}")
 
     tier = spec.get("tier", "quick")
-    if tier not in TIERS:
-        problems.append(f"tier must be one of {', '.join(TIERS)}, not {tier!r}")
+    if tier not in TIER_NAMES:
+        problems.append(f"tier must be one of {', '.join(TIER_NAMES)}, not {tier!r}")
     if "seeds" in spec and "repeats" in spec:
         problems.append("give either `seeds: [0, 1, 2]` or `repeats: 3`, not both")
     seeds: list | None = None

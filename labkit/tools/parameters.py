@@ -16,8 +16,6 @@ import yaml
 from labkit.params import TIER_NAMES, spec, unknown_parameter
 from labkit.params import problems as declared_range_problems
 
-TIERS = TIER_NAMES
-
 
 def notebook_parameters(path: str | os.PathLike) -> dict[str, dict]:
     """Parameters declared in a notebook's `parameters` cell: name -> {default, inferred_type_name, help}."""
@@ -58,8 +56,8 @@ def check_parameters(notebook: str, declared: Mapping[str, Mapping], values: Map
         if name == "results_path":
             problems.append(f"{notebook}: 'results_path' is set by the runner{place}; remove it")
             continue
-        if name == "tier" and value not in TIERS:
-            problems.append(f"{notebook}: tier must be one of {', '.join(TIERS)}, not {value!r}{place}")
+        if name == "tier" and value not in TIER_NAMES:
+            problems.append(f"{notebook}: tier must be one of {', '.join(TIER_NAMES)}, not {value!r}{place}")
             continue
         ranged = declared_problems(notebook, {name: value})  # type, range, allowed values (labkit.params)
         if ranged:

@@ -16,12 +16,12 @@ from pathlib import Path
 from labkit._io import folder_problem
 from labkit._tables import flatten_numbers, format_value, markdown_table, text_table
 from labkit.claim_tables import count_line, ledger_markdown, ledger_rows, write_ledger_csv
-from labkit.params import absolute_paths, unknown_parameter
+from labkit.params import TIER_NAMES, absolute_paths, unknown_parameter
 from labkit.tools import cli
 from labkit.tools.bands import band_verdict, bands_for, find_bands, load_bands
 from labkit.tools.execution import DEFAULT_CELL_TIMEOUT, DEFAULT_KERNEL, STOPPING, execute_notebook, stop_all
 from labkit.tools.notebooks import find_notebooks
-from labkit.tools.parameters import TIERS, accepted_parameters, check_parameters, notebook_parameters, parse_assignments
+from labkit.tools.parameters import accepted_parameters, check_parameters, notebook_parameters, parse_assignments
 
 
 def new_run_dir(parent: Path) -> Path:
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `labkit run`."""
     parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
                         help="notebook ids or prefixes (00_tour, 01) or .ipynb paths; default: every NN_*.ipynb")
-    parser.add_argument("--tier", choices=TIERS, default="quick", help="quick (CPU, minutes) or full (GPU)")
+    parser.add_argument("--tier", choices=TIER_NAMES, default="quick", help="quick (CPU, minutes) or full (GPU)")
     parser.add_argument("-p", "--parameter", action="append", metavar="NAME=VALUE", dest="parameter",
                         help="override a notebook parameter (YAML value); repeatable, e.g. -p seed=1 -p device=cpu")
     parser.add_argument("--out", default="runs",
