@@ -195,7 +195,7 @@ def _declarations() -> dict[str, dict[str, Param | Setting]]:
         "03_forgetting": {  # tier values still in the notebook until it is ported (see tier_settings)
             "n_b_train": Param("int", low=4, optional=True), "n_test": COUNT, "num_epochs": COUNT,
             "batch_size": Param("int", low=1), "lrs": Param("list", items=lr, min_len=2, optional=True),
-            "mitigation_lr": Param("float", low=1e-8, high=10),
+            "mitigation_lr": Param("float", low=1e-8, high=10, optional=True),
             "ewc_lambdas": Param("list", items=Param("float", low=0), min_len=1, optional=True),
             "replay_k": Param("int", low=1),
             "l2_alphas": Param("list", items=Param("float", low=0), min_len=1, optional=True),
