@@ -17,9 +17,9 @@ from labkit.tools import sitting
 from labkit.tools.release import run
 
 REPO = Path(__file__).resolve().parents[1]
-# Notebooks converted to predict-run-compare; 03_forgetting is deferred while it is redesigned.
-CONVERTED = ["00_tour.ipynb", "01_feature_hierarchy.ipynb", "02_freeze_strategies.ipynb", "04_nlp_finetuning.ipynb",
-             "05_pitfalls.ipynb"]
+# Every notebook is converted to predict-run-compare.
+CONVERTED = ["00_tour.ipynb", "01_feature_hierarchy.ipynb", "02_freeze_strategies.ipynb", "03_forgetting.ipynb",
+             "04_nlp_finetuning.ipynb", "05_pitfalls.ipynb"]
 MAX_LINES = 25
 LONG_WHY = re.compile(r"^#\s*long:\s*\S")  # "# long: why this cell is long"
 PREDICT = re.compile(r"^(\w+)\s*=\s*labkit\.predict\(", re.M)
