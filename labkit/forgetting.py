@@ -211,6 +211,22 @@ def run_status(history, num_classes: int, val_acc: float | None = None, margin: 
 # --------------------------------------------------------------------------------------------------------------
 # Anchoring the shared body: L2-SP and plain L2
 # --------------------------------------------------------------------------------------------------------------
+def learnt(*rows: Mapping) -> bool:
+    """Every run learnt task B (see `run_status`)."""
+    return all(r["status"] == LEARNT for r in rows)
+
+
+def compare_if_learnt(ledger, rows: Sequence[Mapping], id: str, claim: str, **kwargs):
+    """`ledger.compare(id, claim, **kwargs)` when every run learnt task B, else a 'not measured' row that names the
+    runs that diverged or did not learn (their numbers say nothing about forgetting)."""
+    if learnt(*rows):
+        return ledger.compare(id, claim, **kwargs)
+    why = "; ".join(f"{r['method']} {r['status']} (task-B validation {r['val_b']:.3f})"
+                    for r in rows if r["status"] != LEARNT)
+    named = {k: kwargs[k] for k in ("source", "article") if k in kwargs}
+    return ledger.not_measured(id, claim, why=why + ": not forgetting", **named)
+
+
 def shared_parameters(model: nn.Module) -> "OrderedDict[str, nn.Parameter]":
     """Name -> parameter of what both tasks share: a TwoHeadModel's body (not head A, not head B), else everything."""
     if isinstance(model, TwoHeadModel):

@@ -339,3 +339,17 @@ def test_tradeoff_plot_names_points_in_a_legend_outside_the_axes():
     with pytest.raises(ValueError, match="labels"):
         tradeoff_plot(rows, ax=ax, labels="arrows")
     plt.close(fig)
+
+
+def test_compare_if_learnt_judges_only_runs_that_learnt_task_b():
+    from labkit.claims import Ledger
+    from labkit.forgetting import DIVERGED, LEARNT, compare_if_learnt
+
+    ledger = Ledger("t")
+    good = {"method": "a", "status": LEARNT, "val_b": 0.8}
+    bad = {"method": "lr=0.03", "status": DIVERGED, "val_b": 0.2}
+    judged = compare_if_learnt(ledger, [good, good], "x", "A keeps more", source="course", a=("a", 0.6), b=("b", 0.4))
+    skipped = compare_if_learnt(ledger, [good, bad], "y", "A keeps more", source="course", a=("a", 0.6), b=("b", 0.4))
+    assert judged.verdict != "not measured"
+    assert skipped.verdict == "not measured"
+    assert skipped.measured == "lr=0.03 diverged (task-B validation 0.200): not forgetting"
