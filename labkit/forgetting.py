@@ -22,7 +22,7 @@ import copy
 import math
 import warnings
 from collections import OrderedDict
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -225,6 +225,38 @@ def compare_if_learnt(ledger, rows: Sequence[Mapping], id: str, claim: str, **kw
                     for r in rows if r["status"] != LEARNT)
     named = {k: kwargs[k] for k in ("source", "article") if k in kwargs}
     return ledger.not_measured(id, claim, why=why + ": not forgetting", **named)
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-").replace("--", "-")
+
+
+def lr_step_claims(ledger, curves: Mapping[str, Sequence[Mapping]]) -> None:
+    """One claim per adjacent pair of learning rates on each curve (name -> rows from the lowest LR): task A is kept
+    better at the lower LR. A run at lr 0 is a control that does not learn task B by design, so only the other
+    run of its pair must have learnt."""
+    for name, points in curves.items():
+        for lo, hi in zip(points, points[1:]):
+            checked = [r for r in (lo, hi) if r["lr"] > 0]
+            compare_if_learnt(ledger, checked, f"lr-step-{_slug(name)}-{lo['lr']:g}-{hi['lr']:g}",
+                              f"Too high a learning rate overwrites pretrained knowledge ({name}): task A is kept "
+                              f"better at lr={lo['lr']:g} than at lr={hi['lr']:g}",
+                              a=(f"task A, lr={lo['lr']:g}", lo["a_acc"]), b=(f"task A, lr={hi['lr']:g}", hi["a_acc"]))
+
+
+def mitigation_claims(ledger, chosen: Mapping[str, Mapping], plain: Mapping, notes: Mapping[str, str]) -> None:
+    """One claim per mitigation (name -> its chosen run, with 'knob' and 'value'): it keeps more of task A than
+    plain fine-tuning at the same LR. Task B is matched on validation when the setting is chosen, so its test
+    difference is printed in the note, not claimed."""
+    for m, r in chosen.items():
+        value = r["value"] if isinstance(r["value"], str) else f"{r['value']:.3g}"
+        how = ("its setting chosen on task-B validation" if m == "LP-FT"
+               else "set as strongly as task-B validation allows")
+        note = (f"this run chose {r['knob']} {value} ({notes[m]}); plain fine-tuning at lr={plain['lr']:g}; task B "
+                f"{r['b_acc']:.3f} vs {plain['b_acc']:.3f} (matched on validation, so not a claim)")
+        compare_if_learnt(ledger, [r, plain], f"{_slug(m)}-keeps-a", f"{m} ({how}) keeps more of task A than plain "
+                          "fine-tuning at the LR task-B validation picks", note=note, a=(m, r["a_acc"]),
+                          b=("plain fine-tune", plain["a_acc"]))
 
 
 def shared_parameters(model: nn.Module) -> "OrderedDict[str, nn.Parameter]":

@@ -165,32 +165,40 @@ SETTINGS: dict[str, str] = {
     "lr-step-*": ("Small CNN pretrained on Fashion-MNIST 0-4, fine-tuned on classes 5-9 for 2 epochs per LR, task A "
         "read through the old head; the article speaks of broadly useful pretrained representations, not an old "
         "task's head."),
-    "old-head-no-longer-fits": ("Small CNN fine-tuned on Fashion-MNIST 5-9 at the LR task-B validation picks; refitted linear probe vs the "
+    "old-head-no-longer-fits": ("Small CNN fine-tuned on Fashion-MNIST 5-9 at the LR task-B validation picks; refitted "
+        "linear probe vs the "
         "kept task-A head."),
-    "features-lose-task-a": "Refitted task-A probe before vs after fine-tuning the small CNN at the LR task-B validation picks.",
+    "features-lose-task-a": ("Refitted task-A probe before vs after fine-tuning the small CNN at the LR task-B "
+        "validation picks."),
     "epochs-*-*": ("Small CNN pretrained on Fashion-MNIST 0-4, read after 1, 2 and 4 epochs on classes 5-9 at lr 3e-4; "
         "the lesson lists too many epochs as a cause of forgetting in pretrained models generally."),
     "freeze-depth-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B "
-        "validation picks, knob as strong as task-B validation allows; the article argues for freezing to protect an ImageNet backbone and does "
+        "validation picks, knob as strong as task-B validation allows; the article argues for freezing to protect an "
+        "ImageNet backbone and does "
         "not measure an old task."),
-    "early-stop-lower-lr-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B validation picks, "
+    "early-stop-lower-lr-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B "
+        "validation picks, "
         "knob set as strongly as task-B validation allows (early stopping at LR x 1 or lower); the guide gives the "
         "advice for pretrained models without an experiment."),
     "plain-l2-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B "
-        "validation picks, knob as strong as task-B validation allows; the lesson lists L2/weight decay as a mitigation without measuring it."),
-    "l2-sp-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B validation picks, "
+        "validation picks, knob as strong as task-B validation allows; the lesson lists L2/weight decay as a "
+        "mitigation without measuring it."),
+    "l2-sp-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B validation "
+        "picks, "
         "knob set as strongly as task-B validation allows; Li et al. report target-task accuracy on "
         "ImageNet/Places backbones, not retention of the source."),
     "ewc-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B validation picks, "
         "knob set as strongly as task-B validation allows; Kirkpatrick et al. trained an MLP on a sequence of"
         " permuted-MNIST tasks."),
     "replay-k-*-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B "
-        "validation picks, knob as strong as task-B validation allows (100 stored task-A images); the lesson mixes pre-training data in, "
+        "validation picks, knob as strong as task-B validation allows (100 stored task-A images); the lesson mixes "
+        "pre-training data in, "
         "without an experiment."),
     "lwf-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B validation picks, "
         "knob set as strongly as task-B validation allows; Li and Hoiem extended ImageNet/Places networks to "
         "new vision datasets."),
-    "lp-ft-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B validation picks, "
+    "lp-ft-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B validation "
+        "picks, "
         "probe LR chosen on task-B validation; Kumar et al. measure out-of-distribution accuracy "
         "and feature distortion, not an old task."),
     "gradual-unfreezing-keeps-a": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B "
@@ -201,10 +209,12 @@ SETTINGS: dict[str, str] = {
         "allows; the article names the fix for ImageNet networks without an experiment."),
     "plain-l2-learns-b": ("Small CNN on Fashion-MNIST 5-9, plain L2 at its validation-chosen alpha vs the untrained "
         "task-B head."),
-    "l2sp-beats-l2": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B validation picks, "
+    "l2sp-beats-l2": ("Fashion-MNIST classes 0-4 small CNN fine-tuned on classes 5-9 at the LR task-B validation "
+        "picks, "
         "knob set as strongly as task-B validation allows for both penalties; Li et al. compare the two on "
         "target-task accuracy only."),
-    "ewc-tiny-lambda-nothing": ("Small CNN at the LR task-B validation picks with EWC lambda 0.01 vs plain fine-tuning; a control the paper "
+    "ewc-tiny-lambda-nothing": ("Small CNN at the LR task-B validation picks with EWC lambda 0.01 vs plain "
+        "fine-tuning; a control the paper "
         "does not run."),
     "lite0-high-lr-costs-features": ("Lite0 fine-tuned on Fashion-MNIST at lr 1e-2 vs 1e-3, then probed on digits at "
         "64 px; the article describes the effect without an experiment."),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, Mapping, Sequence
 
-__all__ = ["matched_choice", "bracket_knob", "mitigation_notes", "tradeoff_plot"]
+__all__ = ["matched_choice", "bracket_knob", "mitigation_notes", "tradeoff_plot", "lr_sweep_plot"]
 
 
 def matched_choice(rows: Sequence[Mapping], reference_val_b: float, tolerance: float = 0.03,
@@ -144,3 +144,33 @@ def tradeoff_plot(rows: Sequence[Mapping], ax=None, method_key: str = "method", 
     ax.set_ylabel("task A accuracy (kept)")
     ax.grid(alpha=0.3)
     return ax
+
+
+def lr_sweep_plot(curves: Mapping[str, Sequence[Mapping]], *, before_a: float, stats_only_a: float, chance_b: float,
+                  learnt: str = "learnt"):
+    """Task A (head A and the refitted probe) and task B against the LR, one colour per curve (name -> rows with
+    lr, a_acc, a_probe, b_acc and status); runs whose status is not `learnt` are ringed in red. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for (name, rows), colour in zip(curves.items(), ("tab:blue", "tab:orange", "tab:green")):
+        x = [r["lr"] for r in rows]
+        axes[0].semilogx(x, [r["a_acc"] for r in rows], marker="o", color=colour, label=f"head A, {name}")
+        axes[0].semilogx(x, [r["a_probe"] for r in rows], marker="s", ls="--", color=colour,
+                         label=f"refitted probe, {name}")
+        axes[1].semilogx(x, [r["b_acc"] for r in rows], marker="o", color=colour, label=f"task B, {name}")
+        bad = [r for r in rows if r["status"] != learnt]
+        for ax, key in ((axes[0], "a_acc"), (axes[1], "b_acc")):
+            ax.scatter([r["lr"] for r in bad], [r[key] for r in bad], s=140, facecolors="none", edgecolors="red",
+                       linewidths=1.5, zorder=4)
+    axes[0].axhline(before_a, color="k", ls="--", lw=1, label="head A before fine-tuning")
+    axes[0].axhline(stats_only_a, color="grey", ls=":", lw=1.5, label="head A at lr = 0 (statistics only)")
+    axes[0].set(xlabel="learning rate", ylabel="task A accuracy (test)", ylim=(0, 1), title="task A after fine-tuning")
+    axes[1].axhline(chance_b, color="grey", ls=":", lw=1, label="chance")
+    axes[1].set(xlabel="learning rate", ylabel="task B accuracy (test)", ylim=(0, 1), title="task B after fine-tuning")
+    axes[1].scatter([], [], s=140, facecolors="none", edgecolors="red", label="diverged / did not learn task B")
+    for ax in axes:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
