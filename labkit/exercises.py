@@ -91,6 +91,23 @@ def _knn1(ref, ref_labels, query, query_labels):
     return float(knn_accuracy(ref, ref_labels, query, query_labels, k=1))
 
 
+def _ewc_penalty(fisher, theta_star, model, lam):
+    """EWC's own penalty for `model` anchored at `theta_star` (what the fit loop adds to the loss)."""
+    from labkit.forgetting import EWC
+
+    class _State:  # what EWC.penalty reads from the fit loop's trainer
+        pass
+
+    _State.model = model
+    ewc = EWC(fisher, lam=lam, anchor=theta_star)
+    ewc.on_fit_start(_State)
+    return float(ewc.penalty(_State).detach())
+
+
+def _forgetting_by_epoch(history, before):
+    return {e + 1: float(before["a_acc"]) - float(a) for e, a in enumerate(history["a_acc"])}
+
+
 def _linear_probe(X_train, y_train, X_test, y_test):
     from labkit import features
 
@@ -119,6 +136,12 @@ EXERCISES: dict[str, Exercise] = {
     "02-memory-ratio": Exercise(
         "my_ratio", lambda memory: memory["full fine-tune"]["total_mb"] / memory[list(memory)[1]]["total_mb"],
         hint="total = weights + gradients + optimizer_state + activations + workspace, for each of the two rows."),
+    "03-forgetting-by-epoch": Exercise(
+        "forgetting_by_epoch", _forgetting_by_epoch, atol=1e-3,
+        hint="forgetting = task A before - task A after; history['a_acc'][0] is after epoch 1."),
+    "03-ewc-penalty": Exercise(
+        "my_penalty", _ewc_penalty, rtol=1e-4,
+        hint="multiply each weight's squared move by its Fisher value, sum everything, then scale by lam / 2."),
     "04-lora-share": Exercise(
         "my_lora_share", _lora_share,
         hint="divide the number of elements of the parameters with requires_grad=True by the number of all elements"),
@@ -230,6 +253,15 @@ WRITTEN: dict[str, str] = {
         "p1OddmcSriAolBSkEkPxbR1Cs8rEHgSIdbSY2y72ZgFCTdHeyeVvi4gJDAaxHuE1Gsbop+6/j1C4ET3s6PXrxF0ZnW0IAbH6wUmL"
         "c281OaAc4NjGEMMoQQa8+K8S6hoSUAMGQiZ5xaW36YCKXoi7A3NQEA8lFFS8CZGG5vrLvPDc6R4w3PLnrk8LjlwJuPWMaXAqCo2t"
         "kuA7QD1ju72J20kjymHQcFYHo9WkLYxCgYqQmJoGZu9SrIbuJry6MwSKb7v39swPe7skw68w="),
+    "03-own-mitigation": (
+        "Da3FGTuHEdMMl5UN.yj7TgMVMoQmWdhMERAl+123xI5WkQ4AFq5EbnZshN1d+HWy8iYJK3XJF8coFdb7VEBmdp7PNDZyRqr4NVq0"
+        "EYzfTKdeBuF7yx0j+f4SiKUqKEfiTZk7zVraVt5osDb57XhiXNL/rigUCmAs8DERka/mnedDVgxZ2Yxw3jpIYWM4olR2NGiLygWS"
+        "W0TepO/H3tZ2B8HU1hiHSwlg2xyOXEVBthiV0GdnCJONrEE27b0A7sAAP5p/oy5FsOCsb6st2ILE0zHkuJArA0gJRv8g4k015vNI"
+        "Vi4B3QcS2b3NfgfiIpwOIF1JGdMLH3SfxKSi0hq/yyJ4bP2yvNRkv7Xf066NXvfSVyER0tJbZBg09S0IAoGZZVT2ThJl4jf9cQUX"
+        "pmG+cKOKvmz40lcRe18yiwhYpDZjRYUaVaWfodF9ngqtt0MhRESK8W1/h4A1qvhJjR6O07qOIwZY4lNhernH0HSaBVcxD/cRDBwe"
+        "1zqF6gOtuAj3DDn47UUxOvU5EUopYYBBXxWdowS7+BDZS47mEjqIYzF329LDzlYtxldz/CIDpH2uOIacDkzYKX0WiMJjmWaPZevx"
+        "q2h4tFKKpD8PzE3T6yl245U0K5lpR3OwiNA5Rldq07tYVj5qIdaFMI5Fr5LJ9nUXFrLsWn0EPQfFu3sYTlY9pn2+wAfdeFX3BGdX"
+        "hPedJZA=="),
     "04-lora-forgetting": (
         "D6yG1YqBv+TpO1eD.oVqVzKcqoEM0pIB9AgSB0TXuVI6Oztt8CK3/15AN9MF55mpWP2DDyPp5kM/8a/Iv1IQYEcig8yrjnKq+A7t"
         "Hrn2VLJZBpEFaQfJ0RKBz3BzJJ7et8FZGX5XMCTpSOm7OdyEIIz7MiEPWg4p8f9WkqLMJTABZA8mr9u1iSuzP2QygewDe0w7EHpI"

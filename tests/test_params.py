@@ -28,8 +28,8 @@ from labkit.tools.parameters import accepted_parameters, check_parameters, noteb
 
 SOLUTIONS = Path(__file__).parents[1] / "solutions"
 NOTEBOOKS = sorted(p.stem for p in SOLUTIONS.glob("[0-9][0-9]_*.ipynb"))
-# 03_forgetting is being redesigned: its tier values are still inline (TIERS) until it is ported to tier_settings
-NOT_PORTED = {"03_forgetting"}
+# every notebook reads its tier values through tier_settings
+NOT_PORTED: set[str] = set()
 PORTED = [name for name in NOTEBOOKS if name not in NOT_PORTED]
 
 # per notebook: (negative size, zero size, unknown dataset or model, unknown backbone, wrong type)

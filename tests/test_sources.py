@@ -13,7 +13,9 @@ from labkit.tools.reproductions import outcome, write_reports
 SOLUTIONS = Path(__file__).resolve().parents[1] / "solutions"
 # a claim id as the notebooks declare it: the first string of a ledger call (f-string fields become "*")
 _CALL = re.compile(r"(?:ledger\.(?:compare|value|demonstrate|not_measured)|compare_if_learnt)\(\s*"
-                   r"(?:\[[^\]]*\],\s*|\w+,\s*)?(f?)\"([^\"]+)\"")
+                   r"(?:(?:\[[^\]]*\]|\w+),\s*){0,2}(f?)\"([^\"]+)\"")
+# library helpers that declare a notebook's claims in a loop (03's LR steps and mitigations)
+CLAIM_HELPERS = [SOLUTIONS.parent / "labkit" / "forgetting.py"]
 
 
 def declared_ids() -> set[str]:
@@ -24,6 +26,9 @@ def declared_ids() -> set[str]:
             if cell["cell_type"] == "code":
                 for f, text in _CALL.findall("".join(cell["source"])):
                     ids.add(re.sub(r"\{[^}]*\}", "*", text) if f else text)
+    for path in CLAIM_HELPERS:
+        for f, text in _CALL.findall(path.read_text(encoding="utf-8")):
+            ids.add(re.sub(r"\{[^}]*\}", "*", text) if f else text)
     return ids
 
 
