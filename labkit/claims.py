@@ -278,6 +278,18 @@ def judge(id: str, claim: str, *, source: str, effects: Sequence[float], ses: Se
 # A notebook's ledger
 
 
+def _draw_columns(claim_id: str, value) -> tuple[np.ndarray, str]:
+    """Per-item scores as a vector, or as an items x draws matrix for a list of scores (one per training draw on
+    the same test items); and their fingerprint."""
+    if isinstance(value, (list, tuple)) and value and all(hasattr(v, "correct") or np.ndim(v) == 1 for v in value):
+        cols = [np.asarray(getattr(v, "correct", v), dtype=float).reshape(-1) for v in value]
+        prints = {getattr(v, "fingerprint", "") for v in value} - {""}
+        if not cols or len({c.size for c in cols}) != 1 or len(prints) > 1:
+            raise ValueError(f"Claim {claim_id!r}: draws must all be scored on the same test items.")
+        return (np.column_stack(cols) if len(cols) > 1 else cols[0]), (prints.pop() if prints else "")
+    return np.asarray(getattr(value, "correct", value), dtype=float).reshape(-1), getattr(value, "fingerprint", "")
+
+
 def _check_source(source: str) -> str:
     sources.resolve(source)
     return source
@@ -319,6 +331,9 @@ class Ledger:
         """A vs B on the same test items: effect = A - B (paired), judged against `min_effect` or `within`.
 
         a, b: (label, Accuracy) pairs; the Accuracy values must come from the same test items in the same order.
+            A list of Accuracy values instead (several draws of the training data, each scored on the same test
+            items) is judged over items x draws, so the interval also covers which training images were drawn; the
+            ledger records each item's mean over the draws.
         expect: "greater" (A - B > min_effect) or "less" (A - B < -min_effect). min_effect: the smallest effect
         that matters (default: the ledger's), why: its one-line reason; within=(low, high) for "close to" or a
         stated range (e.g. "3-8 points": within=(0.03, 0.08)). pool: how many test items the data could give.
@@ -328,12 +343,11 @@ class Ledger:
         if min_effect is None:
             min_effect, why = self.min_effect, why or self.min_effect_why
         (a_label, a_val), (b_label, b_val) = a, b
-        x = np.asarray(getattr(a_val, "correct", a_val), dtype=float).reshape(-1)
-        y = np.asarray(getattr(b_val, "correct", b_val), dtype=float).reshape(-1)
+        x, fa = _draw_columns(id, a_val)
+        y, fb = _draw_columns(id, b_val)
         if x.shape != y.shape or x.size == 0:
-            raise ValueError(f"Claim {id!r}: a paired comparison needs the same test items: A has {x.size}, B has "
-                             f"{y.size}. Score both models on one test set.")
-        fa, fb = getattr(a_val, "fingerprint", ""), getattr(b_val, "fingerprint", "")
+            raise ValueError(f"Claim {id!r}: a paired comparison needs the same test items: A has {x.shape[0]}, B "
+                             f"has {y.shape[0]} (and as many draws as A). Score both models on one test set.")
         if fa and fb and fa != fb:
             raise ValueError(f"Claim {id!r}: A and B were scored on different test items (fingerprints {fa} and "
                              f"{fb}). Score both models on one test set.")
@@ -343,12 +357,18 @@ class Ledger:
                       expect=_describe_region(region, "accuracy"),
                       min_effect=None if within is not None else float(min_effect),
                       min_effect_why="" if within is not None else why, note=note,
-                      measured=f"{float(a_val):.3f} vs {float(b_val):.3f}", a_value=float(a_val),
-                      b_value=float(b_val), pool=pool, fingerprint=fa or fb,
-                      items_a=pack_items(x), items_b=pack_items(y))
+                      measured=f"{x.mean():.3f} vs {y.mean():.3f}", a_value=float(x.mean()),
+                      b_value=float(y.mean()), pool=pool, fingerprint=fa or fb,
+                      items_a=pack_items(x.mean(axis=1) if x.ndim == 2 else x),
+                      items_b=pack_items(y.mean(axis=1) if y.ndim == 2 else y))
         est = estimate(x, y)
         _fill(j, est, region, pool, x, y)
         j.effects, j.ses = [est.effect], [est.se]
+        if x.ndim == 2:  # draws of the training data within one run, not seeds
+            j.n_seeds = 1
+            j.resolve = j.resolve.replace(" seeds", " draws")
+            j.note = "; ".join(filter(None, [f"mean over {x.shape[1]} draws of the training data; the interval "
+                                             "covers test items and draws", j.note]))
         return self._add(j)
 
     def value(self, id: str, claim: str, *, a: tuple[str, Any], within: tuple[float | None, float | None],

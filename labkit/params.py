@@ -247,10 +247,19 @@ def _declarations() -> dict[str, dict[str, Param | Setting]]:
             "few_shot_max_epochs": Setting(None, 40, "most epochs of a few-shot fine-tune (None: no cap)")},
         "05_pitfalls": {
             "backbone_name": backbone, "n_per_class": COUNT.per_tier(15, 100),
-            "test_size": Param("int", low=10).per_tier(250, 2000), "resolution": PIXELS.per_tier(64, 224),
-            "finetune_per_class": COUNT.per_tier(10, 100), "finetune_epochs": COUNT.per_tier(2, 3),
+            "test_size": Param("int", low=10).per_tier(1000, 5000), "resolution": PIXELS.per_tier(64, 224),
+            "finetune_per_class": COUNT.per_tier(10, 100), "finetune_steps": COUNT.per_tier(100, 300),
             "transfer_sizes": Param("list", items=Param("int", low=1), min_len=2).per_tier((5, 50), (5, 20, 100, 500)),
             "threads": COUNT.per_tier(1, None),
+            "finetune_batch": Setting(5, 16, "images per step of the section 1 fine-tunes"),
+            "finetune_lrs": Setting((3e-4, 1e-3, 3e-3), (1e-4, 3e-4, 1e-3, 3e-3),
+                                    "learning rates each preprocessing chooses from on validation"),
+            "finetune_val_per_class": Setting(10, 50, "validation images per class of the fine-tunes, held out of "
+                                                      "the training split"),
+            "transfer_test_size": Setting(2000, None, "target test images of sections 3 and 4 (None: all 5,000)"),
+            "transfer_draws": Setting(10, 10, "draws of the few-shot training images for the frozen probes"),
+            "transfer_pool_per_class": Setting(200, 1000, "images per class those draws come from (features "
+                                                          "extracted once)"),
             "transfer_steps": Setting(200, 300, "optimizer steps per start (negative transfer, fine-tuned)"),
             "transfer_batch": Setting(5, 5, "images per step there"),
             "transfer_lrs": Setting((1e-3, 3e-3, 1e-2), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2),

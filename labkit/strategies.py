@@ -127,7 +127,7 @@ class StrategyResult:
     """What one strategy achieved on the test set and what it cost."""
 
     name: str
-    test_acc: float
+    test_acc: float | None  # None when run without a test set (choose_lr(..., test_ds=None))
     seconds: float  # wall time of the whole run: feature extraction (unless cached) + every training stage
     trainable_params: int
     peak_mem_mb: float  # peak training memory (CUDA: allocator peak; CPU: measure_training_memory)
@@ -203,7 +203,7 @@ CHANNELS_LAST = True  # NHWC for the convolutions: about 25 % faster training st
 def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module], train_ds, test_ds, *,
                  size: int | None = None, batch_size: int = 32, val_ds=None, device: str | None = "auto",
                  seed: int = 0, keep_model: bool = False, val_every_steps: int = VAL_EVERY_STEPS) -> StrategyResult:
-    """Train `strategy` on train_ds and score it on test_ds.
+    """Train `strategy` on train_ds and score it on test_ds (None: no test score; test_acc is None).
 
     make_backbone: from `backbone_factory` (pretrained -> fresh Backbone).
     size: input resolution (None: the backbone's own); quick mode uses a low one.
@@ -287,9 +287,11 @@ class _StrategyRun:
             self.keep(history, "head", math.ceil(len(train_ds) / batch_size))
 
         if not strategy.num_epochs:
-            X_test, y_test = features.extract_features(model, test_ds, depth=strategy.feature_depth, size=size,
-                                                       device=device, progress=False)
-            test_acc = evaluate(head, features.FeatureLoader(X_test, y_test, batch_size=1024))["acc"]
+            test_acc = None
+            if test_ds is not None:
+                X_test, y_test = features.extract_features(model, test_ds, depth=strategy.feature_depth, size=size,
+                                                           device=device, progress=False)
+                test_acc = evaluate(head, features.FeatureLoader(X_test, y_test, batch_size=1024))["acc"]
             val = evaluate(head, features.FeatureLoader(X_val, y_val, batch_size=1024)) if X_val is not None else None
             return head, test_acc, val
         if head is not None:
@@ -311,7 +313,8 @@ class _StrategyRun:
         history = fit(model, train_loader, val_loader, num_epochs=strategy.num_epochs, lr=strategy.lr,
                       weight_decay=strategy.weight_decay, param_groups=param_groups, callbacks=callbacks, device=device)
         self.keep(history, "network", len(train_loader))
-        test_acc = evaluate(model, make_loader(test_ds, model, batch_size=128, size=size))["acc"]
+        test_acc = (evaluate(model, make_loader(test_ds, model, batch_size=128, size=size))["acc"]
+                    if test_ds is not None else None)
         val = evaluate(model, val_loader) if val_loader is not None else None
         return head, test_acc, val
 
@@ -319,7 +322,11 @@ class _StrategyRun:
 def choose_lr(strategy: Strategy, lrs: Sequence[float], make_backbone, train_ds, val_ds, test_ds, **kwargs
               ) -> tuple[float, dict[float, StrategyResult]]:
     """Run `strategy` at each LR and pick the one with the best validation accuracy (then the lower validation
-    loss); the test set is scored for the record but never looked at. Returns (chosen lr, {lr: result})."""
+    loss); the test set is scored for the record but never looked at. Returns (chosen lr, {lr: result}).
+
+    test_ds=None scores no run on test (test_acc is None): with keep_model=True, score only the chosen run's model,
+    which saves a test pass per learning rate that is not chosen.
+    """
     if val_ds is None:
         raise ValueError("choose_lr needs val_ds: an LR chosen on the test set would make the test score optimistic.")
     if not lrs:

@@ -312,3 +312,19 @@ def test_the_notebook_table_shows_the_published_verdict_beside_this_run(tmp_path
     assert row["this run's verdict"] == "holds"
     assert row["over seeds (published)"] == "unresolved (5 seeds); differs from this run: read this one"
     assert ledger.verdict("c") == "unresolved"
+
+
+def test_draws_of_the_training_data_are_judged_over_items_and_draws():
+    # B right on 400 of 500 items in every draw; A gains 40 items in some draws and loses 10 in others
+    b = [items(400, 500) for _ in range(6)]
+    a = [items(int(n), 500) for n in (440, 440, 390, 440, 390, 440)]
+    one = Ledger("t").compare("d", "A beats B", source="course", a=("A", a[0]), b=("B", b[0]))
+    many = Ledger("t").compare("d", "A beats B", source="course", a=("A", a), b=("B", b))
+    assert one.verdict == "holds" and many.verdict == "unresolved"  # the draws' spread widens the interval
+    assert many.effect == pytest.approx(np.mean([n - 400 for n in (440, 440, 390, 440, 390, 440)]) / 500)
+    assert many.n_seeds == 1 and "6 draws" in many.note and many.measured == f"{np.mean(a):.3f} vs 0.800"
+    assert "draws" in many.resolve and "seeds" not in many.resolve  # what would settle it: more draws, not seeds
+    # the ledger keeps each item's mean over the draws, so seeds still pool item by item
+    assert claims.unpack_items(many.items_a).shape == (500,)
+    with pytest.raises(ValueError, match="same test items"):
+        Ledger("t").compare("d", "A beats B", source="course", a=("A", a), b=("B", [items(400, 499)] * 6))

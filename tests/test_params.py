@@ -46,7 +46,7 @@ BAD = {
     "04_nlp_finetuning": [("n_per_class", -64), ("test_size", 0), ("dataset", "sst2"), ("model_name", "gpt5"),
                           ("max_length", "long")],
     "05_pitfalls": [("finetune_per_class", -10), ("n_per_class", 0), ("transfer_sizes", [5, -1]),
-                    ("backbone_name", "resnet9"), ("finetune_epochs", True)],
+                    ("backbone_name", "resnet9"), ("finetune_steps", True)],
 }
 
 
@@ -195,8 +195,8 @@ def test_the_notebook_gets_the_declared_tier_values(name, tier):
 
 def test_a_value_given_in_the_parameters_cell_wins_over_the_tier():
     ns, printed = run_tier_cell("05_pitfalls", tier="full", n_per_class=7, transfer_sizes=[50, 5])
-    assert ns["n_per_class"] == 7 and ns["transfer_sizes"] == (50, 5) and ns["test_size"] == 2000
-    assert printed.startswith("tier=full: probe 7/class, 2000 test images, 224 px")
+    assert ns["n_per_class"] == 7 and ns["transfer_sizes"] == (50, 5) and ns["test_size"] == 5000
+    assert printed.startswith("tier=full: probe 7/class, 5000 test images, 224 px")
     with pytest.raises(ParameterError, match=r"n_per_class=-1 is not allowed"):
         run_tier_cell("00_tour", tier="quick", n_per_class=-1)
 

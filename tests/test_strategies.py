@@ -123,6 +123,12 @@ def test_choose_lr_looks_at_validation_only(make_small, monkeypatch):
     assert best == max(runs, key=lambda lr: (runs[lr].val_acc, -runs[lr].val_loss_kept))
     with pytest.raises(ValueError, match="val_ds"):
         strategies.choose_lr(Strategy("s", num_epochs=1), [1e-3], make_small, train, None, test)
+    # without a test set no run is scored on test: the caller scores the chosen run's kept model once
+    best, runs = strategies.choose_lr(Strategy("s", pretrained=False, num_epochs=1), [1e-3, 1e-2], make_small, train,
+                                      val, None, batch_size=6, device="cpu", keep_model=True)
+    assert all(r.test_acc is None and r.val_acc is not None and r.model is not None for r in runs.values())
+    head = run_strategy(Strategy("fe", head_epochs=2), make_small, train, None, val_ds=val, device="cpu")
+    assert head.test_acc is None and head.val_acc is not None
 
 
 def test_factory_loads_once_and_copies(make_small):
