@@ -185,6 +185,8 @@ def _declarations() -> dict[str, dict[str, Param | Setting]]:
             "resolution": PIXELS.per_tier(64, 224), "num_epochs": COUNT.per_tier(3, 5),
             "curve_sizes": SIZES.per_tier((5, 20, 50), (5, 20, 50, 200, 500)), "threads": COUNT.per_tier(2, None),
             "resolutions": Setting((64, 112), (112, 224), "input sizes the frozen features are compared at"),
+            "network_pixel_budget": Setting(500 * 64 * 64, None, "training images x pixels per image the network "
+                                            "rows fit in the tier's time, for images larger than its resolution"),
             "head_epochs": Setting(30, 50, "epochs of a head trained on cached features"),
             "scratch_lrs": Setting((3e-3, 1e-2), (1e-3, 3e-3, 1e-2), "learning rates scratch chooses from"),
             "scratch_max_epochs": Setting(8, 40, "most epochs of scratch trained to a plateau"),

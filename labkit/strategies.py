@@ -412,11 +412,14 @@ def with_min_steps(strategy: Strategy, n_train: int, batch_size: int, min_steps:
 
 
 def label_curve(strategies: Sequence[Strategy], make_backbone, train_pool, test_ds, sizes: Sequence[int], *,
-                min_steps: int = 0, batch_size: int = 32, seed: int = 0, **kwargs) -> dict[str, dict[int, float]]:
+                min_steps: int = 0, batch_size: int = 32, seed: int = 0, size_of=None,
+                **kwargs) -> dict[str, dict[int, float]]:
     """Test accuracy of each strategy against labelled examples per class: {name: {n_per_class: acc}}.
 
     min_steps: tiny training sets get enough epochs for at least this many optimizer steps per stage, so that
         "5 per class" is not also "almost no training".
+    size_of: a function giving each strategy its input size (e.g. `labkit.resolution.Resolutions.of`); it
+        overrides kwargs' size.
     kwargs: passed to run_strategy (size, device, ...).
     """
     if any(n < 1 for n in sizes):  # an empty list is fine: nothing to add to the curve
@@ -425,8 +428,9 @@ def label_curve(strategies: Sequence[Strategy], make_backbone, train_pool, test_
     for n in sorted(sizes):
         train_ds = train_pool.few_shot(n, seed=seed)
         for s in strategies:
+            run = {**kwargs, "size": size_of(s)} if size_of is not None else kwargs
             result = run_strategy(with_min_steps(s, len(train_ds), batch_size, min_steps), make_backbone, train_ds,
-                                  test_ds, batch_size=batch_size, seed=seed, **kwargs)
+                                  test_ds, batch_size=batch_size, seed=seed, **run)
             out[s.name][n] = result.test_acc
     return out
 

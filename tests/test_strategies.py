@@ -316,8 +316,9 @@ def test_accuracy_noise_is_two_standard_errors_at_half():
         accuracy_noise(0)
 
 
-def image_folder_with_train_and_val(root: Path, n_train: int = 12, n_val: int = 5) -> Path:
-    """The PyTorch tutorial's layout, root/train/<class>/ and root/val/<class>/, with three classes of shapes."""
+def image_folder_with_train_and_val(root: Path, n_train: int = 12, n_val: int = 5, px: int = 48) -> Path:
+    """The PyTorch tutorial's layout, root/train/<class>/ and root/val/<class>/, with three classes of shapes
+    (drawn at 48 px, saved at `px`)."""
     from PIL import Image, ImageDraw
 
     rng = np.random.default_rng(0)
@@ -334,17 +335,20 @@ def image_folder_with_train_and_val(root: Path, n_train: int = 12, n_val: int = 
                     draw.rectangle([x, y, x + 18, y + 18], fill=colour)
                 else:
                     draw.rectangle([x, 2, x + 6, 46], fill=colour)
-                im.save(root / split / cls / f"{i:02d}.png")
+                im.resize((px, px), Image.BICUBIC).save(root / split / cls / f"{i:02d}.png")
     return root
 
 
 @pytest.mark.slow
 def test_notebook_runs_on_a_train_val_image_folder(tmp_path, monkeypatch):
     """dataset=<an ImageFolder with train/ and val/>: the notebook runs unchanged, validates on images held out of
-    train/, tests on val/ (the folder has no test/), and every class is a shape, never a split name."""
+    train/, tests on val/ (the folder has no test/), and every class is a shape, never a split name. Its 96 px
+    images are larger than the quick tier's 64 px: feature extraction runs at the weights' 224 px, the network rows
+    at the images' own 96 px (18 training images fit the tier's pixel budget at any size up to that), each row
+    printed with its size."""
     from labkit.tools.execution import execute_notebook
 
-    folder = image_folder_with_train_and_val(tmp_path / "shapes")
+    folder = image_folder_with_train_and_val(tmp_path / "shapes", px=96)
     monkeypatch.setenv("LABKIT_CACHE", str(tmp_path / "cache"))
     params = {"dataset": str(folder), "device": "cpu", "n_per_class": 6, "test_size": 15, "num_epochs": 1,
               "curve_sizes": [3], "student_id": "ci"}
@@ -358,5 +362,9 @@ def test_notebook_runs_on_a_train_val_image_folder(tmp_path, monkeypatch):
     assert all(0 <= a <= 1 for a in numbers["test_acc"].values())
     assert numbers["steps"]["two-stage"]["network"] == numbers["steps"]["scratch"]["network"]  # one budget
     executed = (tmp_path / "out" / "02_freeze_strategies.ipynb").read_text()
-    assert "ImageDataset('shapes-train', n=18, image=(128, 128, 3), classes=3)" in executed  # 6 per class
-    assert "ImageDataset('shapes-val', n=15, image=(128, 128, 3), classes=3)" in executed  # val/ is the test set
+    assert "ImageDataset('shapes-train', n=18, image=(96, 96, 3), classes=3)" in executed  # 6 per class
+    assert "ImageDataset('shapes-val', n=15, image=(96, 96, 3), classes=3)" in executed  # val/ is the test set
+    assert "the images are 96 px: frozen-feature rows at the weights' 224 px" in executed
+    assert "rows that train through the network at 96 px" in executed
+    assert "feature extraction: validation" in executed and " s at 224 px" in executed and " s at 96 px" in executed
+    assert recorded["parameters"]["resolution"] == 96

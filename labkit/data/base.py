@@ -93,6 +93,7 @@ class ImageDataset(_Subsettable):
     labels: np.ndarray
     classes: list[str]
     name: str = "images"
+    source_px: int | None = None  # the short side of the files the images came from (a folder), before resizing
 
     def __post_init__(self):
         self.images = np.asarray(self.images)
@@ -106,7 +107,8 @@ class ImageDataset(_Subsettable):
 
     def subset(self, indices) -> "ImageDataset":
         indices = np.asarray(indices)
-        return ImageDataset(self.images[indices], self.labels[indices].copy(), list(self.classes), self.name)
+        return ImageDataset(self.images[indices], self.labels[indices].copy(), list(self.classes), self.name,
+                            self.source_px)
 
     @property
     def channels(self) -> int:

@@ -125,10 +125,15 @@ def lfw_subset(split: str = "train") -> ImageDataset:
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
-def image_folder(path: str | os.PathLike, size: int = 128, split: str | None = None,
+FOLDER_MAX_PX = 224  # a folder's images are kept at their own size up to this (the usual weights' resolution)
+
+
+def image_folder(path: str | os.PathLike, size: int | None = None, split: str | None = None,
                  classes: Sequence[str] | None = None) -> ImageDataset:
     """Every image under path/<class name>/ resized (short side) and centre-cropped to `size`, as RGB uint8.
 
+    size: None keeps the files' own short side (their median) up to FOLDER_MAX_PX, so a notebook can run frozen
+        features at the weights' resolution; the dataset's `source_px` records that median either way.
     split: read path/<split>/ instead (e.g. "train" of a train/ + val/ layout); `load_dataset` picks it for you.
     classes: the class names in label order (so a test folder gets the training folder's label numbers, even when
         it lacks a class); None: the sub-folders, sorted.
@@ -149,30 +154,36 @@ def image_folder(path: str | os.PathLike, size: int = 128, split: str | None = N
     if extra:
         raise DataUnavailableError(f"{root} has class folder(s) {extra} that the training folder does not have "
                                    f"({names}): every split must use the same class names.")
+    files = [(label, f) for label, name in enumerate(names) if (root / name).is_dir()
+             for f in sorted((root / name).rglob("*")) if f.suffix.lower() in _IMAGE_SUFFIXES]
+    sides = []
+    for _, f in files:  # the header only: cheap even for thousands of files
+        try:
+            with Image.open(f) as im:
+                sides.append(min(im.size))
+        except (UnidentifiedImageError, OSError):
+            pass
+    source_px = int(np.median(sides)) if sides else None
+    if size is None:
+        size = max(16, min(FOLDER_MAX_PX, source_px or FOLDER_MAX_PX))
     images, labels, skipped = [], [], []
-    for label, name in enumerate(names):
-        d = root / name
-        if not d.is_dir():
-            continue
-        for f in sorted(d.rglob("*")):
-            if f.suffix.lower() not in _IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(f) as im:
-                    im = im.convert("RGB")
-                    w, h = im.size
-                    scale = size / min(w, h)
-                    im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
-                    left, top = (im.width - size) // 2, (im.height - size) // 2
-                    images.append(np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8))
-                    labels.append(label)
-            except (UnidentifiedImageError, OSError):
-                skipped.append(f.name)
+    for label, f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("RGB")
+                w, h = im.size
+                scale = size / min(w, h)
+                im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+                left, top = (im.width - size) // 2, (im.height - size) // 2
+                images.append(np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8))
+                labels.append(label)
+        except (UnidentifiedImageError, OSError):
+            skipped.append(f.name)
     if not images:
         raise DataUnavailableError(f"No readable images under {root} (looked for {sorted(_IMAGE_SUFFIXES)}).")
     if skipped:
         warnings.warn(f"Skipped {len(skipped)} unreadable file(s) in {root}, e.g. {skipped[:3]}.", stacklevel=2)
-    return ImageDataset(np.stack(images), np.array(labels), names, root.name)
+    return ImageDataset(np.stack(images), np.array(labels), names, root.name, source_px)
 
 
 # Folder names of the usual split layouts (torchvision's ImageFolder tutorials, Keras' image_dataset_from_directory)
