@@ -171,14 +171,16 @@ def _declarations() -> dict[str, dict[str, Param | Setting]]:
     return {
         "00_tour": {
             "backbone_name": backbone, "dataset": image_data, "n_per_class": COUNT.per_tier(50, 500),
-            "test_size": COUNT.per_tier(500, 5000), "resolution": PIXELS.per_tier(112, 224)},
+            "test_size": COUNT.per_tier(500, 5000), "resolution": PIXELS.per_tier(112, 224),
+            "threads": Setting(2, None, "CPU threads torch uses (None: torch's default)")},
         "01_feature_hierarchy": {
             "backbone_name": backbone, "dataset": image_data,
             "second_dataset": Param("str", choices=_image_datasets(), path_ok=True, optional=True),
             "n_per_class": COUNT.per_tier(50, 500), "test_size": COUNT.per_tier(500, 5000),
             "second_n_per_class": COUNT.per_tier(20, 100), "second_test_size": COUNT.per_tier(200, 500),
             "resolution": PIXELS.per_tier(112, 224),
-            "projection": Setting("pca", "tsne", "how the pooled test features are drawn in 2-D")},
+            "projection": Setting("pca", "tsne", "how the pooled test features are drawn in 2-D"),
+            "threads": Setting(2, None, "CPU threads torch uses (None: torch's default)")},
         "02_freeze_strategies": {
             "backbone_name": backbone, "dataset": image_data, "n_per_class": Param("int", low=1),
             "val_per_class": COUNT.per_tier(20, 50), "test_size": COUNT.per_tier(500, 2000),
