@@ -449,17 +449,27 @@ class Ledger:
 
     def summary(self, n: int = 3) -> list[str]:
         """Up to n lines on what this run showed, built from the verdicts (never typed by hand): claims this run
-        settled (holds, fails) first, then unresolved ones, then demonstrations, each group in declaration order."""
+        settled (holds, fails) first, then unresolved ones, then demonstrations, each group in declaration order.
+
+        A judged claim whose published verdict over seeds differs from this run's comes after every claim of its
+        group that agrees, and its line says the ledger's verdict: one run's word never stands alone against it.
+        """
         rank = {"holds": 0, "fails": 0, "unresolved": 1, "demonstration": 2}
+
+        def differs(j) -> dict | None:
+            row = self.published(j.id) if j.verdict in ("holds", "fails", "unresolved") else None
+            return row if row and row.get("verdict") and row["verdict"] != j.verdict else None
+
         lines = []
-        for j in sorted(self.judgements, key=lambda j: rank.get(j.verdict, 3))[:n]:
+        for j in sorted(self.judgements, key=lambda j: (rank.get(j.verdict, 3), differs(j) is not None))[:n]:
             effect = _effect_text(j)
             numbers = "; ".join(t for t in (j.measured, f"effect {effect}" if effect else "") if t)
             verdict = "shown" if j.verdict == "demonstration" else j.verdict
-            lines.append(f"{verdict}: {j.claim}" + (f" ({numbers})" if numbers else ""))
+            row = differs(j)
+            seeds = f" in this run, {row['verdict']} over {row.get('n_seeds') or 'several'} seeds" if row else ""
+            lines.append(f"{verdict}{seeds}: {j.claim}")
+            lines[-1] += f" ({numbers})" if numbers else ""
         return lines
-
-
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -263,14 +263,19 @@ WRITTEN: dict[str, str] = {
         "q2h4tFKKpD8PzE3T6yl245U0K5lpR3OwiNA5Rldq07tYVj5qIdaFMI5Fr5LJ9nUXFrLsWn0EPQfFu3sYTlY9pn2+wAfdeFX3BGdX"
         "hPedJZA=="),
     "04-lora-forgetting": (
-        "D6yG1YqBv+TpO1eD.oVqVzKcqoEM0pIB9AgSB0TXuVI6Oztt8CK3/15AN9MF55mpWP2DDyPp5kM/8a/Iv1IQYEcig8yrjnKq+A7t"
-        "Hrn2VLJZBpEFaQfJ0RKBz3BzJJ7et8FZGX5XMCTpSOm7OdyEIIz7MiEPWg4p8f9WkqLMJTABZA8mr9u1iSuzP2QygewDe0w7EHpI"
-        "DqrCNPiJZM7sLkQ/7RG+2x+gXza6kdLaDhZcvsN/NK1RC1go4AeafDRr2Zc9TA1GOmOu5NF+gF6+Cpq434NE50jQUYfqK0GQzHzo"
-        "9KEyDIy4MLemxf/8FbUdg36Nh/54YVO/GYwBJ0Wqb7SI6nGqB+yjUohs0RJapJHdFAqp+CAd2ec4EJvtf1xiYw76WxQg3k4EjrbZ"
-        "5xAQkzHEmAtKw9nSceSmnXE7t+q2tr+WYPjNImtBFssn2tTJmPiEIxCOC57KZZEhgJx+7lIc4lP4tXEF9q1/fKy/L99tN5SlwWtH"
-        "4vbDMWubtpggM/Tu2rqXAVQiM4+DoTCBnCkV2LNj1CRZINZywomG8AFVkKBL48/St/r3gn++rELl6PNnkgHUYyk3Ki3xE4dDj4t5"
-        "16Twr6kNbY24t47pmUrLvItEX8XRe4r7JC7LxCOXZeXo4U+Ut8e9MOVZbGElX8fAPX0JHy/qsvhYjdZZEF2C7WK43ALpxE7aSGib"
-        "tF8ZlfXoH7nvc"),
+        "kHKXXOpXxiVaewyl.n1W4NTFNukgNVNUy12fpoywZtewghgrr5nBY4grzrGD2nGB4EVOSB2yaLzWc8rXTIQaOCMntmUN5p2+tT9w"
+        "2uLsvDHwSjSKVBcT/U3VaDwQeNRGVgfcDRI13oGYYMss7wDVNtmrvukpKkxJEbOW0knn7PwBGFd+6UiUMH3DAj1R8FmRtBQglSs5"
+        "uA9k4OWiQxxO99G5m4xp60O6sgkGXJEJHbnvSFtZkpkqf+r/b5XwrqExxcfJNukdT31B4R4gdLZdP75+7lCevi7eW1+Hf4yr24eM"
+        "8YL4nkTgk4CLCxMpJ+ESxcJIPV3CnMHweKbpPi14ndYZ9q7TO7qmNcunkUXIM1Po10AM5aCU+hH4FKuCDfZvDP1ARRtQMHFmsTJk"
+        "aHeMWVFaznhYE+LuVmFalNw492UIToWbzRuoG4sfOI+FGn2ScOm5B1LttYWHVCZ9DzdTzYFwO8ds0mWeLeol2Zl+nLKMRSGdEgFb"
+        "++v1AwKzQYTgStZwuVJhkHh1B55mGWQr2kgOnDH9TLkBNUluMlg6cxXRzoR4ot/x2i8ilLvQtPtx7igOIQJ8iI/OBzwusv0RXnoZ"
+        "K0BruEaqcupmWyDWb8HJIN5oeCUIYlxZCUV0azEcgshT2uAmiZjBkDz1R9Eu6AyqiJ5fiRiazWf7845zda8I1rVtd3PCdDk47BFQ"
+        "zhvzw0U0xpOvueL6Ms6Sao2gP1OQCmkjEZNaCTsBpBD35gH3osyw0DttEBh/9t24GCjjg0KHg1ICU7EeqIJSGUml3SJLk0fgal+r"
+        "o+06qrJdWleBDUJPZYh0tgTfow0suF2sCeMBTx3T2QUwkoZDyyEML5h2RrGdoq3CECNHJQiSKKaf6q48SbR5koQhbM5Jb5mZUtum"
+        "3AYzA4g1FE/bYfTc1ft25eFL/ZDZvbH+U5zqIQoexPlEq1OEB/oIzcgaaYUDz8Yshs/BYheannantn3RhUvokJ7SiP9wuAQPXvbL"
+        "vx4T1rYtihvt5axgdIAoQ/W8g93oIxz5Ie7Qyxxsqy9v1ffJef4V8zP16F4przQ87o0cAKourCGVmwnALDWY42qneiQxdfT/9xhY"
+        "SpIehG8R+xa1/aH5IsFU+rCxzcAPUkoqm8HNKyiuuV/ELvl2J3JtIjXBL+UImFggSyU65OmWdOCWcragnJhDqY7eOEXFms1tBvfI"
+        "ZmEUpGEU/9xZlDtTZkRt1bkpxRicAvGdz++lfsNme4gZ0wOQOnQ=="),
     "05-own-project": (
         "IXxnXDcS+AKghii/.ofp3rKQ0ZPq4Hg8Fx0wWPTs//5ZdMMq1Di6UjSCbY9CTSxXuV3LKuK+15pWjj6rana1nCb9Y3uqNA9ChYrA"
         "8KIpiMprWI6XXUK3ZmIQXNK4Dnzt0tx85rIZjA+GTjSp/GfBBrmfPnAJnpG0bUDNp+hGcJWE+Hh/9knygqyH6CcI1JWEqar/E5QJ"

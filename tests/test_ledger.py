@@ -91,3 +91,20 @@ def test_each_article_has_a_reproduction_report(source):
     assert report.is_file()
     text = report.read_text()
     assert "| claim" in text.lower() or "claim" in text
+
+
+def test_a_changed_threshold_is_caught_but_a_claim_this_run_could_not_measure_shows_none(tmp_path):
+    sol, ledger = _copy(tmp_path)
+    rows = _rows(ledger)
+    shown = {(p.stem, r["id"]): r for p in sol.glob("*.ipynb") for r in notebook_claims(p)}
+    measured = next(i for i, r in enumerate(rows) if r["expect"]
+                    and shown[(r["notebook"], r["id"])]["this run's verdict"] != "not measured")
+    unmeasured = [r["id"] for r in rows if r["expect"] and (r["notebook"], r["id"]) in shown
+                  and shown[(r["notebook"], r["id"])]["this run's verdict"] == "not measured"]
+    if not unmeasured:
+        pytest.skip("every claim with a threshold was measured in the committed runs")
+    rows[measured] = dict(rows[measured], expect="> +0.500")
+    _write(ledger, rows)
+    problems = [p for p in check(sol, ledger) if "needs" in p]
+    assert any(repr(rows[measured]["id"]) in p for p in problems), problems
+    assert not any(repr(cid) in p for p in problems for cid in unmeasured), problems

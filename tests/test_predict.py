@@ -165,7 +165,8 @@ def test_check_ex_does_not_compute_the_reference_before_an_attempt(capsys, monke
     assert "not attempted yet" in capsys.readouterr().out
 
 
-def test_ledger_summary_is_built_from_the_verdicts():
+def test_ledger_summary_is_built_from_the_verdicts(monkeypatch):
+    monkeypatch.setattr(Ledger, "published", lambda self, cid: None)  # this run alone (nothing published)
     ledger = Ledger("00_tour")
     ledger.demonstrate("cat-in-top5", "A cat photo gets a cat class", shown="tiger cat")
     ledger.compare("pretrained-beats-random", "Pretrained beats random", a=("pretrained", 0.9), b=("random", 0.5))
@@ -222,3 +223,18 @@ def test_a_quiz_shows_a_plain_text_without_a_widget_frontend(tmp_path):
     first = next(iter(quiz.views))
     quiz.answer(first, "anything")  # answers (and the shuffled option order) never change the text
     assert show_quiz("00", student_id="bob", responses=tmp_path, display=False).text() == text
+
+
+def test_ledger_summary_puts_a_verdict_the_published_ledger_contradicts_last_and_says_so(monkeypatch):
+    ledger = Ledger("00_tour")
+    ledger.compare("c-agrees", "A beats B", source="course", a=("A", 0.9), b=("B", 0.5))
+    ledger.compare("c-differs", "C beats D", source="course", a=("C", 0.9), b=("D", 0.5))
+    ledger.compare("c-new", "E beats F", source="course", a=("E", 0.9), b=("F", 0.5))
+    assert {j.verdict for j in ledger.judgements} == {"unresolved"}  # two numbers, no items: no interval
+    published = {"c-agrees": {"verdict": "unresolved", "n_seeds": "5"},
+                 "c-differs": {"verdict": "holds", "n_seeds": "5"}}
+    monkeypatch.setattr(Ledger, "published", lambda self, cid: published.get(cid))
+    lines_ = ledger.summary(n=3)
+    assert [line.split(" (")[0] for line in lines_] == [
+        "unresolved: A beats B", "unresolved: E beats F", "unresolved in this run, holds over 5 seeds: C beats D"]
+    assert ledger.summary(n=2) == lines_[:2]  # the contradicted one is the first to go

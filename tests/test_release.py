@@ -112,42 +112,8 @@ def test_student_notebooks_ask_for_a_prediction_before_key_results():
             assert i + 1 < len(cells) and cells[i + 1]["cell_type"] == "code", f"{path.name}: cell {i + 1}"
 
 
-# One sitting: an hour of reading (a lab session also runs the cells and does the exercises). Reading speeds: prose
-# 200 words a minute, code 100 (it is read more slowly), printed text and tables 200; plots and widgets are not
-# counted, nor the minutes the cells take to run.
-SITTING_MINUTES = 60
-
-
-def reading_minutes(cells: list[dict]) -> float:
-    import re
-
-    minutes = 0.0
-    for c in cells:
-        words = len("".join(c["source"]).split())
-        minutes += words / (100 if c["cell_type"] == "code" else 200)
-        for out in c.get("outputs", []):
-            data = out.get("data", {})
-            shown = out.get("text") or data.get("text/html") or ("" if "image/png" in data else data.get("text/plain"))
-            minutes += len(re.sub(r"<[^>]+>", " ", "".join(shown or "")).split()) / 200
-    return minutes
-
-
-def test_every_notebook_fits_one_sitting():
-    """05 was the longest (60.4 minutes by this measure, 58 cells; 49 once cut to its four pitfalls)."""
-    long = {}
-    for path in sorted((REPO / "solutions").glob("0[0-5]_*.ipynb")):
-        minutes = reading_minutes(json.loads(path.read_text(encoding="utf-8"))["cells"])
-        assert minutes > 5, f"{path.name}: {minutes:.1f} min: the measure counts nothing"
-        if minutes > SITTING_MINUTES:
-            long[path.name] = round(minutes, 1)
-    assert not long, f"longer than one {SITTING_MINUTES}-minute sitting (reading alone): {long}"
-
-
-def test_reading_time_counts_prose_code_and_printed_output():
-    figure = {"output_type": "display_data", "data": {"image/png": "...", "text/plain": "<Figure>"}}
-    cells = [{"cell_type": "markdown", "source": "word " * 200},
-             code("x " * 100, outputs=[stream("out " * 200), figure])]
-    assert reading_minutes(cells) == pytest.approx(3.0)
+# One sitting per notebook is `labkit sitting`'s measure (tests/test_student_copies.py): reading prose, code and
+# printed output, the exercises, predictions and quiz, and the recorded quick-tier run, at most 75 minutes.
 
 
 def test_release_is_deterministic():
