@@ -23,6 +23,14 @@ from labkit.freeze import frozen_batchnorm_eval
 __all__ = ["MemoryProbe", "measure_training_memory", "bytes_to_mb"]
 
 
+def _storage_key(t: torch.Tensor) -> int:
+    """One key per storage. On a real device the data pointer; on the meta device (no data, every pointer is 0) the
+    storage object's own handle, so that a step measured on meta (a model too large to run here) counts as on a
+    real device."""
+    storage = t.untyped_storage()
+    return storage._cdata if t.device.type == "meta" else storage.data_ptr()
+
+
 class _TensorHighWater(TorchDispatchMode):
     """Bytes held by the tensors that the ops inside the block create: `live` now and the `peak` so far.
 
@@ -33,7 +41,7 @@ class _TensorHighWater(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.live = self.peak = 0
-        self._storages: dict[int, list[int]] = {}  # data_ptr -> [bytes, live tensors using it]
+        self._storages: dict[int, list[int]] = {}  # storage key -> [bytes, live tensors using it]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -43,8 +51,7 @@ class _TensorHighWater(TorchDispatchMode):
         return out
 
     def _track(self, t: torch.Tensor) -> None:
-        storage = t.untyped_storage()
-        key, nbytes = storage.data_ptr(), storage.nbytes()
+        key, nbytes = _storage_key(t), t.untyped_storage().nbytes()
         if not nbytes:
             return
         entry = self._storages.get(key)
@@ -79,8 +86,8 @@ class _ForwardMemory:
     def _pack(self, t):
         if isinstance(t, torch.Tensor) and not isinstance(t, nn.Parameter):
             try:
-                storage = t.untyped_storage()
-                self._saved[(storage.data_ptr(), storage.nbytes())] = storage.nbytes()
+                nbytes = t.untyped_storage().nbytes()
+                self._saved[(_storage_key(t), nbytes)] = nbytes
             except Exception:  # a tensor without storage (e.g. a tensor subclass): count its own bytes
                 self._saved[(id(t), t.numel())] = t.numel() * t.element_size()
         return t
@@ -97,7 +104,7 @@ class _ForwardMemory:
     def parts(self, model: nn.Module, optimizer_states_per_param: int = 2,
               optimizer_state_bytes: int | None = None) -> dict:
         """optimizer_state_bytes: what the optimizer really keeps (after a step); else states_per_param x gradients."""
-        param_ptrs = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        param_ptrs = {_storage_key(p) for p in model.parameters()}
         activations = sum(v for k, v in self._saved.items() if k[0] not in param_ptrs)
         workspace = max(0, self.peak - activations)
         weights = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -129,7 +136,8 @@ def measure_training_memory(model: nn.Module, batch, loss_fn: Callable | None = 
     The gradients are counted alongside the forward pass because `fit`, like most loops, keeps them from one
     step's backward until the next step's `zero_grad`. On CUDA `fit` reports torch.cuda.max_memory_allocated.
     Runs one extra forward and backward pass; the model's weights, BatchNorm statistics and mode are left as they
-    were.
+    were. A model and batch on the meta device are measured without running anything (shapes only): the way to
+    measure a network too large for the machine, e.g. a random-init ResNet-50 at 224 px on a laptop.
     """
     loss_fn = loss_fn or nn.functional.cross_entropy
     device = model_device(model)

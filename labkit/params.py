@@ -246,7 +246,8 @@ def _declarations() -> dict[str, dict[str, Param | Setting]]:
             "max_length": Param("int", low=8, high=4096).per_tier(64, 256), "num_epochs": COUNT.per_tier(3, 3),
             "batch_size": COUNT.per_tier(8, 32), "threads": COUNT.per_tier(2, None),
             "finetune_sizes": Setting([16, 64], [16, 64, 256, 2000], "few-shot sizes that are also fine-tuned"),
-            "n_val_per_class": Setting(25, 250, "validation texts per class, held out of the training pool"),
+            "n_val_per_class": Setting(50, 250, "validation texts per class, held out of the training pool (they "
+                                                       "choose the learning rate)"),
             "probe_per_class": Setting(40, 100, "texts per class of the held-out topics (forgetting)"),
             "few_shot_max_epochs": Setting(None, 40, "most epochs of a few-shot fine-tune (None: no cap)")},
         "05_pitfalls": {

@@ -41,8 +41,8 @@ from labkit.train import (
 )
 
 __all__ = ["Strategy", "StrategyResult", "run_strategy", "choose_lr", "backbone_factory", "standard_strategies",
-           "training_memory", "with_min_steps", "label_curve", "crossover", "winner", "accuracy_noise",
-           "ARTICLE_MATRIX", "ARTICLE_LR", "lr_text"]
+           "training_memory", "memory_sweep", "with_min_steps", "label_curve", "crossover", "winner", "accuracy_noise",
+           "ARTICLE_MATRIX", "ARTICLE_LR", "lr_text", "article_strategies"]
 
 # The article's 2x2 decision matrix (Transfer Learning Explained, Abstract Algorithms):
 # (dataset size, domain similarity) -> the strategy families it recommends.
@@ -62,6 +62,9 @@ class Strategy:
     pretrained: bool = True  # False: the same architecture with random weights (the scratch baseline)
     head_epochs: int = 0  # >0: first train a head on cached pooled features (feature extraction; stage 1)
     head_lr: float = 1e-3
+    head_through_network: bool = False  # True: stage 1 trains the classifier through the frozen network on the
+    #   training loader (with this recipe's augmentation; BatchNorm statistics update if train_batchnorm), as the
+    #   article's loop does, instead of on cached features
     feature_depth: str | None = None  # depth whose pooled features the cached head reads (None: the last)
     num_epochs: int = 0  # epochs of training through the network (after the head stage, if any)
     train_from: int | str = 0  # first trainable depth: 0 = everything, -1 = only the classifier, or a name
@@ -106,13 +109,19 @@ class Strategy:
                 raise ValueError(f"{self.name}: learning rates must be positive, got {lr}.")
         if self.augment not in (False, True, "flip", "article"):
             raise ValueError(f"{self.name}: augment must be False, True, 'flip' or 'article', got {self.augment!r}.")
+        if self.head_through_network and not self.head_epochs:
+            raise ValueError(f"{self.name}: head_through_network needs head_epochs > 0 (the stage it changes).")
+        if self.head_through_network and (self.feature_depth is not None or self.standardize):
+            raise ValueError(f"{self.name}: a head trained through the network reads the network's classifier; "
+                             "feature_depth and standardize apply only to a head on cached features.")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"{self.name}: patience must be None (never stop early) or at least 1 epoch.")
 
     @property
     def budget(self) -> str:
         """The declared training budget in epochs, e.g. "30 head epochs + 3 network epochs"."""
-        parts = [f"{self.head_epochs} head epochs (cached features)"] if self.head_epochs else []
+        where = "through the network" if self.head_through_network else "cached features"
+        parts = [f"{self.head_epochs} head epochs ({where})"] if self.head_epochs else []
         if self.num_epochs:
             parts.append(f"{'up to ' if self.patience else ''}{self.num_epochs} network epochs")
         return " + ".join(parts)
@@ -236,7 +245,7 @@ def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module],
         name=strategy.name, test_acc=test_acc, seconds=seconds,
         trainable_params=max(h.trainable_params for h in histories), peak_mem_mb=max(peaks, default=float("nan")),
         train_loss=run.train_loss, val_loss=run.val_loss, stages=run.stages, histories=histories,
-        model=(model if strategy.num_epochs else head) if keep_model else None,
+        model=(model if strategy.num_epochs or strategy.head_through_network else head) if keep_model else None,
         head_steps=run.steps["head"], network_steps=run.steps["network"], kept_epoch=run.kept,
         val_acc=None if val is None else val["acc"], val_loss_kept=None if val is None else val["loss"],
         final_train_loss=final, diverged=final is not None and diverged(final, num_classes))
@@ -274,7 +283,20 @@ class _StrategyRun:
         strategy = self.strategy
         size = int(size or model.preprocessing.size)
         head = X_val = y_val = None
-        if strategy.head_epochs:
+        if strategy.head_through_network:
+            # the article's stage 1: only the classifier learns, but every batch runs the (augmented) images through
+            # the network in training mode, so BatchNorm statistics move unless they are frozen
+            freeze_to(model, -1, train_batchnorm=False)
+            loader = make_loader(train_ds, model, batch_size=batch_size, shuffle=True, seed=seed, size=size,
+                                 augment=strategy.augment)
+            val_loader = make_loader(val_ds, model, batch_size=128, size=size) if val_ds is not None else None
+            history = fit(model, loader, val_loader, num_epochs=strategy.head_epochs, lr=strategy.head_lr,
+                          callbacks=self.checkpoint_on_val() + [
+                              Precision(channels_last=CHANNELS_LAST), MeasureMemory(), ProgressBar(enabled=False),
+                              ValidateEvery(max(1, val_every_steps // len(loader)))],
+                          bn_policy="train" if strategy.train_batchnorm else "freeze", device=device)
+            self.keep(history, "head", len(loader))
+        elif strategy.head_epochs:
             # feature extraction: one frozen forward pass per image (cached), then a head trained without the backbone
             X_train, y_train = features.extract_features(model, train_ds, depth=strategy.feature_depth, size=size,
                                                          device=device, progress=False)
@@ -286,6 +308,11 @@ class _StrategyRun:
                                                 standardize=strategy.standardize, callbacks=self.checkpoint_on_val())
             self.keep(history, "head", math.ceil(len(train_ds) / batch_size))
 
+        if not strategy.num_epochs and strategy.head_through_network:
+            test_acc = (evaluate(model, make_loader(test_ds, model, batch_size=128, size=size))["acc"]
+                        if test_ds is not None else None)
+            val = evaluate(model, val_loader) if val_loader is not None else None
+            return None, test_acc, val
         if not strategy.num_epochs:
             test_acc = None
             if test_ds is not None:
@@ -388,6 +415,31 @@ def standard_strategies(num_epochs: int = 3, head_epochs: int = 30, lr: float = 
     return {s.name: s for s in recipes}
 
 
+def article_strategies(num_depths: int, head_epochs: int = 5, stage2_epochs: int = 10,
+                       full_epochs: int = 5) -> dict[str, Strategy]:
+    """The recipes of *Transfer Learning Explained* (its two-stage code and its strategy table) at the article's own
+    settings, beside the course's equal-budget recipes of `standard_strategies`.
+
+    Its loop calls model.train() on every epoch, so BatchNorm statistics update in both stages, and its training
+    loader augments (flips, rotation, colour jitter) every batch of both stages: stage 1 trains the head for
+    `head_epochs` through the frozen, augmented network (not on cached features), stage 2 unfreezes everything for
+    `stage2_epochs` with a cosine schedule and discriminative LRs from 1e-4 at the head down to 1e-5 at the first
+    depth (the article's groups run 1e-5, 1e-5, 2e-5, 5e-5, 1e-4 over ResNet-50's blocks). Full fine-tuning from
+    the start is the same loop, all layers at 1e-4 for `full_epochs` (the table's "5 epochs"), and is run once more
+    with BatchNorm frozen to show what the trained statistics cost.
+    num_depths: the backbone's depth count (len(backbone.depth_names)), to spread 1e-4..1e-5 over its depths.
+    """
+    if num_depths < 2:
+        raise ValueError(f"article_strategies needs a backbone with at least 2 depths, got {num_depths}.")
+    loop = dict(augment="article", train_batchnorm=True, family="fine-tune")
+    two_stage = Strategy("article's two-stage (5 + 10 epochs)", head_epochs=head_epochs, head_through_network=True,
+                         head_lr=1e-3, num_epochs=stage2_epochs, lr=ARTICLE_LR,
+                         decay=round(0.1 ** (1 / (num_depths - 1)), 4), scheduler="cosine", **loop)
+    full = Strategy(f"article's full fine-tune ({full_epochs} epochs)", num_epochs=full_epochs, lr=ARTICLE_LR,
+                    **loop)
+    return {s.name: s for s in (two_stage, full, full.with_(name=f"{full.name}, BN frozen", train_batchnorm=False))}
+
+
 def training_memory(model: nn.Module, batch, train_from: int | str = 0) -> dict:
     """Training-step memory of `model` with depths before `train_from` frozen, on one batch, in MB by part:
     weights, gradients, optimizer_state, activations, workspace and total_mb.
@@ -399,6 +451,33 @@ def training_memory(model: nn.Module, batch, train_from: int | str = 0) -> dict:
     freeze_to(model, train_from)
     out = measure_training_memory(model, batch)
     return {**{k: bytes_to_mb(v) for k, v in out.items() if k != "total"}, "total_mb": bytes_to_mb(out["total"])}
+
+
+def memory_sweep(model: nn.Module, batch_sizes: Sequence[int] = (1, 8, 32, 64), sizes: Sequence[int] = (112, 224),
+                 device: str = "meta") -> list[dict]:
+    """One training step of `model`, everything trainable vs only the head, at each batch size x resolution: a row
+    per setting with full_mb, frozen_mb, their ratio, and the ratio of the parameter state alone (weights,
+    gradients and optimizer state, which does not grow with the batch).
+
+    device="meta" measures shapes without running anything (see labkit.memory.measure_training_memory), so a
+    random-init ResNet-50 at batch 64 and 224 px takes a second on a laptop; the numbers are the tensors a step
+    holds, not what a GPU's context and allocator add on top.
+    """
+    if not batch_sizes or not sizes or min(batch_sizes) < 1 or min(sizes) < 8:
+        raise ValueError(f"memory_sweep needs batch sizes >= 1 and sizes >= 8 px, got {batch_sizes} and {sizes}.")
+    model = copy.deepcopy(model).to(device)
+    num_classes = model.classifier.out_features
+    state = ("weights", "gradients", "optimizer_state")
+    rows = []
+    for px in sizes:
+        for batch_size in batch_sizes:
+            batch = (torch.zeros(batch_size, 3, px, px, device=device),
+                     torch.zeros(batch_size, dtype=torch.long, device=device) % num_classes)
+            full, frozen = training_memory(model, batch, 0), training_memory(model, batch, -1)
+            rows.append({"batch": batch_size, "px": px, "full_mb": full["total_mb"], "frozen_mb": frozen["total_mb"],
+                         "ratio": full["total_mb"] / frozen["total_mb"],
+                         "parameter_state_ratio": sum(full[k] for k in state) / sum(frozen[k] for k in state)})
+    return rows
 
 
 def with_min_steps(strategy: Strategy, n_train: int, batch_size: int, min_steps: int) -> Strategy:

@@ -72,6 +72,17 @@ def test_spec_with_unknown_parameter_is_rejected_naming_it(workdir, capsys):
     assert not (workdir / "runs").exists()  # nothing ran, nothing was written
 
 
+def test_only_runs_the_named_notebooks_and_refuses_an_unknown_name(workdir, capsys):
+    shutil.copy(workdir / "toy.ipynb", workdir / "toy2.ipynb")
+    spec = write_spec(workdir, {"notebooks": ["toy", "toy2"], "seeds": [0, 1]})
+    assert main(["batch", str(spec), "--out", str(workdir / "runs"), "--only", "toy2", "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "2 run(s)" in plan and "toy2__seed=0" in plan and "toy__seed" not in plan
+    assert main(["batch", str(spec), "--out", str(workdir / "runs"), "--only", "toy3"]) == 2
+    assert "--only names toy3; this spec runs toy, toy2" in capsys.readouterr().err
+    assert not (workdir / "runs").exists()
+
+
 def test_spec_problems_are_all_listed(workdir):
     spec = write_spec(workdir, {"notebooks": ["toy", "99_missing"], "tier": "huge", "grid": {"x": ["big"]},
                                 "parameters": {"fail": "yes"}, "seeds": [0], "repeats": 2, "typo_key": 1})
@@ -258,6 +269,47 @@ def test_report_judges_claims_over_seeds_with_the_one_rule(tmp_path):
     text = readme.read_text()
     assert "Over 5 seeds (quick tier" in text and "0 hold, 0 fail, 1 unresolved" in text and "stale line" not in text
     assert "[docs/claims.md](docs/claims.md)" in text and text.endswith("rest\n")
+
+
+def test_republishing_one_notebook_keeps_the_others_rows_as_published(tmp_path):
+    from labkit.claim_tables import declarations_fingerprint
+    from labkit.claims import judge
+    from labkit.tools.batch_report import kept_published_rows, publish_claims
+
+    def runs_of(notebook, effect):
+        row = dict(judge("c1", "A beats B", source="course", effects=[effect], ses=[0.01], n_items=500,
+                         region=(0.01, None)).to_dict(), notebook=notebook)
+        return [{"run_id": f"{notebook}__seed={s}", "notebook": notebook, "status": "done", "parameters": {"seed": s},
+                 "numbers": {}, "claims": [row]} for s in range(3)]
+
+    runs = runs_of("nb_a", 0.08) + runs_of("nb_b", 0.0)
+    info = write_report(tmp_path / "all", "demo", runs, ["seed"], "quick", {})
+    page = tmp_path / "docs" / "claims.md"
+    publish_claims(info["claims"], page, "labkit batch spec.yaml --publish docs/claims.md", runs, "quick")
+    before = json.loads(page.with_suffix(".json").read_text())
+
+    kept, meta = kept_published_rows(page, ["nb_b"])  # nb_b is run again; nb_a's rows come back as they were
+    assert meta["notebooks"] == ["nb_a"] and meta["from"]["nb_a"]["commit"] == before["commit"]
+    original = [r for r in info["claims"] if r["notebook"] == "nb_a"]
+    assert declarations_fingerprint(kept) == declarations_fingerprint(original)
+    assert kept[0]["region"] == [0.01, None] and kept[0]["verdict"] == "holds" and kept[0]["n_seeds"] == 3
+    assert kept[0]["effect"] == pytest.approx(original[0]["effect"]) and kept[0]["edge"] is False
+
+    rerun = runs_of("nb_b", 0.09)
+    again = write_report(tmp_path / "b", "demo", rerun, ["seed"], "quick", {})
+    publish_claims(kept + again["claims"], page, "labkit batch spec.yaml --only nb_b --publish docs/claims.md",
+                   rerun, "quick", kept=meta)
+    after = json.loads(page.with_suffix(".json").read_text())
+    assert after["declarations"] == before["declarations"] and after["count_line"] == "2 hold, 0 fail, 0 unresolved"
+    assert list(after["kept_from"]) == ["nb_a"] and after["kept_from"]["nb_a"]["commit"] == before["commit"]
+    assert "the rows of nb_a come unchanged from the ledger measured at commit" in page.read_text()
+    # publishing again keeps nb_a's origin (where it was measured), not the page that last kept it
+    after_json = page.with_suffix(".json")
+    after_json.write_text(json.dumps({**after, "commit": "later"}))
+    _, meta_again = kept_published_rows(page, ["nb_b"])
+    assert meta_again["from"]["nb_a"]["commit"] == before["commit"]
+    with pytest.raises(FileNotFoundError, match="publish the whole batch once"):
+        kept_published_rows(tmp_path / "nowhere" / "claims.md", ["nb_b"])
 
 
 def test_gpu_detection_and_pinning(monkeypatch):

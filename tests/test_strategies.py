@@ -1,4 +1,5 @@
 """Freeze strategies: recipes validate, each trains through fit as declared, and the helpers measure honestly."""
+import copy
 import json
 from pathlib import Path
 
@@ -13,9 +14,11 @@ from labkit.params import tier_values
 from labkit.strategies import (
     Strategy,
     _fold_head,
+    article_strategies,
     backbone_factory,
     crossover,
     label_curve,
+    memory_sweep,
     run_strategy,
     standard_strategies,
     training_memory,
@@ -223,6 +226,53 @@ def test_the_memory_views_are_the_one_measure_in_mb(make_small):
     assert mb == {**{k: raw[k] / 2**20 for k in parts}, "total_mb": raw["total"] / 2**20}
     assert bytes_to_mb(3 * 2**20) == 3.0
     assert training_memory_mb(model, [(x, y)]) == raw["total"] / 2**20
+
+
+def test_memory_on_the_meta_device_matches_the_cpu(make_small):
+    model = make_small(True)
+    x, y = torch.randn(8, 3, 28, 28), torch.randint(0, 5, (8,))
+    for train_from in (0, -1):
+        cpu = training_memory(model, (x, y), train_from)
+        meta = training_memory(copy.deepcopy(model).to("meta"), (x.to("meta"), y.to("meta")), train_from)
+        assert meta == pytest.approx(cpu, rel=1e-3, abs=1e-3)
+
+
+def test_memory_sweep_starts_at_the_parameter_state_ratio_and_grows_with_the_batch(make_small):
+    rows = memory_sweep(make_small(True), batch_sizes=(1, 16), sizes=(28, 56))
+    assert [(r["batch"], r["px"]) for r in rows] == [(1, 28), (16, 28), (1, 56), (16, 56)]
+    # weights + gradients + two AdamW states against the weights alone: 4x, whatever the batch
+    assert all(r["parameter_state_ratio"] == pytest.approx(4.0, rel=0.02) for r in rows)
+    by = {(r["batch"], r["px"]): r["ratio"] for r in rows}
+    # activations and workspace grow with batch x pixels, so the ratio leaves the parameter state's 4x (which way
+    # depends on the network: ResNet-50 rises towards 8x, a small CNN's frozen forward pass pulls it below 4x)
+    assert abs(by[(1, 28)] - 4) < abs(by[(16, 28)] - 4) < abs(by[(16, 56)] - 4)
+    assert all(r["full_mb"] > r["frozen_mb"] > 0 for r in rows)
+    with pytest.raises(ValueError, match="batch sizes"):
+        memory_sweep(make_small(True), batch_sizes=(0,))
+
+
+def test_the_articles_loop_trains_the_head_through_the_augmented_network(make_small):
+    recipes = article_strategies(num_depths=4)
+    two, full, frozen_bn = recipes.values()
+    assert two.head_through_network and two.augment == "article" and two.train_batchnorm
+    assert (two.head_epochs, two.num_epochs, full.num_epochs, two.lr) == (5, 10, 5, 1e-4)
+    assert two.lr * two.decay ** 3 == pytest.approx(1e-5, rel=0.01)  # 1e-4 at the head, 1e-5 at the first depth
+    assert not frozen_bn.train_batchnorm and frozen_bn.num_epochs == full.num_epochs
+    assert "through the network" in two.budget
+    with pytest.raises(ValueError, match="head_epochs"):
+        Strategy("x", head_through_network=True, num_epochs=1)
+    train = tiny_images(6)
+    stats = {}
+    for bn in (True, False):
+        r = run_strategy(two.with_(head_epochs=2, num_epochs=1, train_batchnorm=bn), make_small, train, train,
+                         device="cpu", keep_model=True)
+        assert r.stages == ["head", "head", "network"] and r.test_acc is not None
+        stats[bn] = [m.running_mean.clone() for m in r.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    fresh = [m.running_mean for m in make_small(True).modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert stats[True] and any(not torch.equal(a, b) for a, b in zip(stats[True], fresh))  # statistics moved
+    assert all(torch.equal(a, b) for a, b in zip(stats[False], fresh))  # frozen BatchNorm kept them
+    head_only = run_strategy(two.with_(head_epochs=2, num_epochs=0), make_small, train, train, device="cpu")
+    assert head_only.stages == ["head", "head"] and 0 <= head_only.test_acc <= 1
 
 
 def test_with_min_steps_and_label_curve(make_small):

@@ -31,7 +31,7 @@ from labkit._io import folder_problem
 from labkit._tables import text_table
 from labkit.claims import count_line
 from labkit.params import absolute_paths
-from labkit.tools.batch_report import publish_claims, update_readme_claims, write_report
+from labkit.tools.batch_report import kept_published_rows, publish_claims, update_readme_claims, write_report
 from labkit.tools.batch_spec import DEFAULT_RETRIES, Batch, Run, SpecError, load_spec
 from labkit.tools.execution import STOPPING, execute_notebook, read_json, status_path, stop_all, write_json_atomic
 
@@ -300,6 +300,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="check the spec and list the runs; run nothing")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (one line per run instead)")
+    parser.add_argument("--only", metavar="NOTEBOOK[,NOTEBOOK]",
+                        help="run only these notebooks of the spec; with --publish, the other notebooks' rows are "
+                             "kept from the ledger already published at PATH (and the page says so)")
     parser.add_argument("--publish", metavar="PATH.md",
                         help="also write the claims over seeds to PATH.md (+ .csv) with date, machine and command")
 
@@ -325,6 +328,14 @@ def run(args: argparse.Namespace) -> int:
     except SpecError as exc:
         print(f"labkit batch: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "only", None):
+        wanted = [n.strip() for n in args.only.split(",") if n.strip()]
+        unknown = sorted(set(wanted) - {r.notebook for r in batch.runs})
+        if unknown or not wanted:
+            print(f"labkit batch: --only names {', '.join(unknown) or 'no notebook'}; this spec runs "
+                  f"{', '.join(sorted({r.notebook for r in batch.runs}))}", file=sys.stderr)
+            return 2
+        batch.runs = [r for r in batch.runs if r.notebook in wanted]
     batch_dir = Path(args.out).resolve() / batch.name
     done_before = sum(is_done(load_status(batch_dir, r)) for r in batch.runs)
     print(f"labkit batch '{batch.name}': {len(batch.runs)} run(s), {done_before} already done, tier={batch.tier}, "
@@ -378,10 +389,20 @@ def run(args: argparse.Namespace) -> int:
     if info.get("claims"):
         print(f"claims over seeds: {count_line(info['claims'])} (table in {info['report']})")
         if args.publish:
-            page = publish_claims(info["claims"], args.publish, f"labkit batch {args.spec} --publish {args.publish}",
-                                  records, batch.tier, [p for p in batch.swept if p != "seed"])
+            claims, kept, command = info["claims"], None, f"labkit batch {args.spec} --publish {args.publish}"
+            if getattr(args, "only", None):
+                try:
+                    rows, kept = kept_published_rows(args.publish, {r.notebook for r in batch.runs})
+                except FileNotFoundError as exc:
+                    print(f"labkit batch: not published: {exc}", file=sys.stderr)
+                    return 2
+                claims = rows + claims
+                command = f"labkit batch {args.spec} --only {args.only} --publish {args.publish}"
+                print(f"kept from the published ledger: {', '.join(kept['notebooks'])}")
+            page = publish_claims(claims, args.publish, command, records, batch.tier,
+                                  [p for p in batch.swept if p != "seed"], kept=kept)
             print(f"published: {page}")
             seeds = {r["parameters"].get("seed") for r in records if r.get("status") == "done"}
-            if update_readme_claims("README.md", page, info["claims"], batch.tier, len(seeds)):
+            if update_readme_claims("README.md", page, claims, batch.tier, len(seeds)):
                 print("README.md claims line updated.")
     return 0 if info["failed"] == 0 and info["missing"] == 0 else 1

@@ -196,8 +196,62 @@ def ledger_meta(claim_rows: Sequence[Mapping], commit: str, seeds: Sequence, tie
             "ids": {nb: [r["id"] for r in rows] for nb, rows in sorted(by_nb.items())}}
 
 
+_FLOAT_FIELDS = ("a_value", "b_value", "df", "effect", "high", "low", "min_effect", "se", "seed_share", "var_churn",
+                 "var_item", "var_seed")
+
+
+def _published_value(key: str, text: str):
+    """One cell of the published CSV back to the value the row had before it was written."""
+    if text == "":
+        return None
+    if key in ("n_items", "n_seeds"):
+        return int(float(text))
+    if key in _FLOAT_FIELDS:
+        return float(text)
+    if key == "edge":
+        return text == "True"
+    if key == "region":
+        import ast
+
+        return ast.literal_eval(text.replace("nan", "None"))
+    return text
+
+
+def kept_published_rows(md_path: str | os.PathLike, rerun: Sequence[str]) -> tuple[list[dict], dict]:
+    """The rows of the ledger published at md_path (its .csv) for every notebook not in `rerun`, with the meta of
+    that publication (commit, measured): what `labkit batch --only NB --publish` keeps of the other notebooks."""
+    import csv
+    import json
+
+    md_path = Path(md_path)
+    csv_path, meta_path = md_path.with_suffix(".csv"), md_path.with_suffix(".json")
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"no published ledger at {csv_path} to keep the other notebooks' rows from; publish "
+                                "the whole batch once (without --only)")
+    with open(csv_path, newline="") as f:
+        rows = [{k: _published_value(k, v) for k, v in r.items() if k != "source_ref"} for r in csv.DictReader(f)
+                if r.get("notebook") not in rerun]
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    this = {"commit": meta.get("commit", "unknown"), "measured": meta.get("measured", "unknown")}
+    earlier = meta.get("kept_from") or {}  # rows that page itself kept: they keep their own origin
+    notebooks = sorted({r["notebook"] for r in rows})
+    return rows, {"notebooks": notebooks, "from": {nb: earlier.get(nb, this) for nb in notebooks}}
+
+
+def _kept_lines(kept: Mapping | None) -> list[str]:
+    """The page's note on rows kept from an earlier publication, one line per commit they were measured at."""
+    if not kept:
+        return []
+    by_origin: dict[tuple, list[str]] = {}
+    for nb, origin in kept["from"].items():
+        by_origin.setdefault((origin.get("commit", "unknown"), origin.get("measured", "unknown")), []).append(nb)
+    return [f"- Kept: the rows of {', '.join(nbs)} come unchanged from the ledger measured at commit `{commit}` "
+            f"({measured}); only the notebooks named in the command were run again." for (commit, measured), nbs
+            in sorted(by_origin.items())]
+
+
 def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: str, runs: list[dict],
-                   tier: str, params: Sequence[str] = ()) -> Path:
+                   tier: str, params: Sequence[str] = (), kept: Mapping | None = None) -> Path:
     """Write the over-seeds ledger as a dated, reproducible page: Markdown, CSV and a meta JSON next to it (e.g.
     docs/claims.md, .csv, .json), and one reproduction report per cited source in `reproductions/` beside it."""
     import json
@@ -220,6 +274,8 @@ def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: 
     seeds = sorted({r["parameters"].get("seed") for r in done if r["parameters"].get("seed") is not None})
     minutes = sum(float(r.get("duration_s") or 0) for r in done) / 60
     meta = ledger_meta(claim_rows, commit, seeds, tier)
+    if kept:
+        meta["kept_from"] = dict(kept["from"])
     md_path.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n")
     reports = write_reports(claim_rows, md_path.parent / "reproductions", settings=SETTINGS)
     import torch
@@ -234,6 +290,7 @@ def publish_claims(claim_rows: list[dict], md_path: str | os.PathLike, command: 
              "declarations' fingerprints are in the JSON beside this page; `make test` fails when a notebook's "
              "declarations no longer match them).",
              f"- Reproduce: `{command}` ({len(done)} runs, {minutes:.0f} min of notebook time in all).",
+             *_kept_lines(kept),
              "- Rule (`labkit.claims`, `labkit.estimate`): the per-item scores of every seed form an items x seeds "
              "matrix; the 95 % interval of the mean effect splits its variance into item, seed and churn parts "
              "(Satterthwaite's degrees of freedom; for 0/1 pairs a paired score interval widened by that split), "
