@@ -154,13 +154,14 @@ def test_04_csv_with_100_rows_per_class_is_clamped_in_the_loading_cell(tmp_path,
 
 
 def test_04_csv_with_300_rows_per_class_clamps_the_few_shot_sweep_before_training(tmp_path, capsys):
-    """Was: the early cells passed and the few-shot cell failed after minutes of fine-tuning (256 asked, 160 exist)."""
+    """Was: the early cells passed and the few-shot cell failed after minutes of fine-tuning (256 asked, 110 exist:
+    210 training texts per class, 100 of them held out for validation)."""
     path = text_file(tmp_path / "my.csv", {"ham": 300, "spam": 300})
     ns = run_04_checks(path)
     out = capsys.readouterr().out
-    assert "few_shot_sizes [256] are above the 160 texts per class there are" in out
-    assert "the sweep runs at [16, 64, 160]" in out and "n_per_class" not in out.split("few_shot_sizes")[0]
-    assert ns["n_per_class"] == 64 and ns["few_shot_sizes"] == [16, 64, 160]
+    assert "few_shot_sizes [256] are above the 110 texts per class there are" in out
+    assert "the sweep runs at [16, 64, 110]" in out and "n_per_class" not in out.split("few_shot_sizes")[0]
+    assert ns["n_per_class"] == 64 and ns["few_shot_sizes"] == [16, 64, 110]
     for n in ns["few_shot_sizes"]:
         ns["pool"].few_shot(n, seed=0)
 

@@ -349,7 +349,8 @@ def test_notebook_runs_unchanged_on_the_full_tier_code_path(tmp_path):
     recorded = json.loads((tmp_path / "out" / "02_freeze_strategies.results.json").read_text())
     assert recorded["parameters"]["tier"] == "full" and recorded["parameters"]["resolution"] == 224
     numbers = recorded["numbers"]
-    assert set(numbers["test_acc"]) == set(standard_strategies()) | {"scratch, to a plateau"}
+    assert set(numbers["test_acc"]) == (set(standard_strategies()) | {"scratch, to a plateau"}
+                                        | set(article_strategies(num_depths=2)))
     assert numbers["memory_ratio"] > 1  # measured at 224 px on this run
     assert set(numbers["matrix"]) == {"small/similar", "large/similar", "small/different", "large/different"}
     assert 0 <= numbers["matrix_agreements"] <= 4
@@ -408,7 +409,8 @@ def test_notebook_runs_on_a_train_val_image_folder(tmp_path, monkeypatch):
     recorded = json.loads((tmp_path / "out" / "02_freeze_strategies.results.json").read_text())
     assert recorded["parameters"]["dataset"] == str(folder) and recorded["parameters"]["val_per_class"] == 4
     numbers = recorded["numbers"]
-    assert set(numbers["test_acc"]) == set(standard_strategies()) | {"scratch, to a plateau"}
+    assert set(numbers["test_acc"]) == (set(standard_strategies()) | {"scratch, to a plateau"}
+                                        | set(article_strategies(num_depths=2)))
     assert all(0 <= a <= 1 for a in numbers["test_acc"].values())
     assert numbers["steps"]["two-stage"]["network"] == numbers["steps"]["scratch"]["network"]  # one budget
     executed = (tmp_path / "out" / "02_freeze_strategies.ipynb").read_text()
