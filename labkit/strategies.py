@@ -432,8 +432,8 @@ def article_strategies(num_depths: int, head_epochs: int = 5, stage2_epochs: int
     if num_depths < 2:
         raise ValueError(f"article_strategies needs a backbone with at least 2 depths, got {num_depths}.")
     loop = dict(augment="article", train_batchnorm=True, family="fine-tune")
-    two_stage = Strategy("article's two-stage (5 + 10 epochs)", head_epochs=head_epochs, head_through_network=True,
-                         head_lr=1e-3, num_epochs=stage2_epochs, lr=ARTICLE_LR,
+    two_stage = Strategy(f"article's two-stage ({head_epochs} + {stage2_epochs} epochs)", head_epochs=head_epochs,
+                         head_through_network=True, head_lr=1e-3, num_epochs=stage2_epochs, lr=ARTICLE_LR,
                          decay=round(0.1 ** (1 / (num_depths - 1)), 4), scheduler="cosine", **loop)
     full = Strategy(f"article's full fine-tune ({full_epochs} epochs)", num_epochs=full_epochs, lr=ARTICLE_LR,
                     **loop)
@@ -466,13 +466,12 @@ def memory_sweep(model: nn.Module, batch_sizes: Sequence[int] = (1, 8, 32, 64), 
     if not batch_sizes or not sizes or min(batch_sizes) < 1 or min(sizes) < 8:
         raise ValueError(f"memory_sweep needs batch sizes >= 1 and sizes >= 8 px, got {batch_sizes} and {sizes}.")
     model = copy.deepcopy(model).to(device)
-    num_classes = model.classifier.out_features
     state = ("weights", "gradients", "optimizer_state")
     rows = []
     for px in sizes:
         for batch_size in batch_sizes:
             batch = (torch.zeros(batch_size, 3, px, px, device=device),
-                     torch.zeros(batch_size, dtype=torch.long, device=device) % num_classes)
+                     torch.zeros(batch_size, dtype=torch.long, device=device))  # shapes are what is measured
             full, frozen = training_memory(model, batch, 0), training_memory(model, batch, -1)
             rows.append({"batch": batch_size, "px": px, "full_mb": full["total_mb"], "frozen_mb": frozen["total_mb"],
                          "ratio": full["total_mb"] / frozen["total_mb"],
