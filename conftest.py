@@ -9,7 +9,10 @@ the last digit on the kind of CPU and the torch thread count they were recorded 
 written by `make outputs`); on another kind (AVX2 instead of AVX-512, Arm instead of x86) or thread count the sums
 round differently and a few hundred steps make that another draw (third decimals, the epoch early stopping keeps, a
 verdict near its boundary). There numbers, verdicts and run-chosen phrases are masked
-(tests/nbval_sanitize_numbers.cfg) and the rest is still compared: cells, claims and their wording, table layout. LABKIT_NBVAL_EXACT=1 forces exact comparison anywhere, LABKIT_NBVAL_EXACT=0 the masked one.
+(tests/nbval_sanitize_numbers.cfg) and the rest is still compared: cells, claims and their wording, table layout.
+A cell whose words are chosen by the outcome (a ranking, a sentence picked by this run's verdict) carries the cell tag
+`run-chosen`: there it is run but not compared (labkit.tools.nbval_mode.uncheck_run_chosen).
+LABKIT_NBVAL_EXACT=1 forces exact comparison anywhere, LABKIT_NBVAL_EXACT=0 the masked one.
 """
 from __future__ import annotations
 
@@ -45,6 +48,13 @@ def pytest_configure(config):
         f.write(Path(base).read_text() + "\n" + NUMBERS_CFG.read_text())
     config._labkit_nbval_cfg = path
     config.option.nbval_sanitize_with = path
+
+
+def pytest_collection_modifyitems(config, items):
+    if getattr(config, "_labkit_nbval_cfg", None):  # masked mode only: on the recorded CPU every cell is compared
+        from labkit.tools.nbval_mode import uncheck_run_chosen
+
+        uncheck_run_chosen(items)
 
 
 def pytest_unconfigure(config):

@@ -102,3 +102,72 @@ def test_masked_comparison_still_fails_on_wording_rows_and_columns():
     assert printed != sanitize(AMD_PRINTED.replace("raw 0-255", "[0, 1]"), *MASKED)
     assert printed != sanitize(AMD_PRINTED.replace("[fails]", "[demonstration]"), *MASKED)
     assert printed != sanitize(AMD_PRINTED.replace("needs > +0.050", "needs < +0.050"), *MASKED)
+
+
+# What 01, 03 and 05 printed on an AVX2 CPU (recorded) and an AVX-512 one from one commit: the same cells, the
+# run's choices differing (an lr, which depths, which mitigations passed a one-point bar, which claims came first).
+AVX2_CHOICES = (
+    "raw pixels (0.812) beat the pretrained probe at 2 of 8 depths: stage2, stage3\n"
+    "- freeze depth block2: kept +0.031 more task-A accuracy than plain fine-tune (lr=0.0003), at no real cost on "
+    "task B.\n- LwF, alpha 1: kept +0.050 more task-A accuracy than plain fine-tune (lr=0.0003), at a cost of 0.021 "
+    "on task B.\n"
+    "applied twice: lr 3e-3 chosen (the largest lr tried: a larger one might do better); 100 steps (validation loss\n"
+    "    stopped improving before the end); validation accuracy 0.670, test accuracy 0.680\n"
+    "scratch: lr 3e-3; epoch 33 of 40 kept\n"
+    "You recorded no prediction before the run, so there is nothing to compare with this time.\n"
+    "Measured in this run: two-stage 0.826 > full fine-tune, lr 1e-4 0.824 > scratch 0.592.\n"
+    "- fails: Wrong normalisation breaks frozen features (0.705 vs 0.715; effect -0.010 [-0.040, +0.020])\n"
+    "- holds in this run, unresolved over 5 seeds: Fine-tuned, a matching source beats scratch (0.883 vs 0.818)\n"
+    "fine-tuning clearly overtakes frozen embeddings at: 16 texts per class\n"
+    "<td>flagged: lr=3e-05, lr=0.03</td>")
+AVX512_CHOICES = (
+    "raw pixels (0.806) beat the pretrained probe at 3 of 8 depths: stage2, stage3, stage4\n"
+    "- freeze depth block2: did not help - task A 0.561 vs 0.560 for plain fine-tune (lr=0.0003) (+0.001).\n"
+    "- LwF, alpha 1: kept +0.043 more task-A accuracy than plain fine-tune (lr=0.0003), at no real cost on task "
+    "B.\n"
+    "applied twice: lr 1e-3 chosen (inside the grid); 100 steps (the best validation loss came at the last epoch: "
+    "a\n    longer budget might change this number); validation accuracy 0.660, test accuracy 0.675\n"
+    "scratch: lr 1e-2; epoch 36 of 40 kept\n"
+    "You recorded no prediction before the run, so there is nothing to compare with this time.\n"
+    "Measured in this run: full fine-tune, lr 1e-4 0.830 > two-stage 0.826 > partial fine-tune (top 4) 0.80.\n"
+    "- unresolved: Fine-tuning on raw 0-255 pixels costs accuracy (0.655 vs 0.683)\n"
+    "- shown: Where to cut depends on the target task (best depth on the test set: stage6 vs top)\n"
+    "fine-tuning clearly overtakes frozen embeddings at: no size tried here (at each, the gap is inside the two "
+    "rows' intervals, or frozen is ahead)\n"
+    "<td>no run was flagged</td>")
+
+
+def test_another_cpu_masks_the_words_a_run_chooses():
+    assert sanitize(AVX2_CHOICES, "nbval_sanitize.cfg") != sanitize(AVX512_CHOICES, "nbval_sanitize.cfg")
+    assert sanitize(AVX2_CHOICES, *MASKED) == sanitize(AVX512_CHOICES, *MASKED)
+    # what stays compared: the sentence frames around each choice
+    masked = sanitize(AVX2_CHOICES, *MASKED)
+    assert masked != sanitize(AVX2_CHOICES.replace("beat the pretrained probe", "beat the probe"), *MASKED)
+    assert masked != sanitize(AVX2_CHOICES.replace("- LwF, alpha", "- LwF, beta"), *MASKED)
+    assert masked != sanitize(AVX2_CHOICES.replace("Measured in this run", "Seen in this run"), *MASKED)
+
+
+class _Cell:
+    def __init__(self, tags):
+        self.cell = {"metadata": {"tags": tags}} if tags is not None else {"metadata": {}}
+        self.options = {"check": True}
+        self.name = f"cell {tags}"
+
+
+def test_run_chosen_cells_are_run_but_not_compared_in_masked_mode():
+    from labkit.tools.nbval_mode import RUN_CHOSEN_TAG, uncheck_run_chosen
+
+    items = [_Cell([RUN_CHOSEN_TAG]), _Cell(["solution"]), _Cell(None), object()]
+    assert uncheck_run_chosen(items) == [items[0].name]
+    assert [i.options["check"] for i in items[:3]] == [False, True, True]
+
+
+def test_run_chosen_cells_exist_where_a_run_picks_its_sentences():
+    # 05's verdict-chosen sentences: were the tag lost, the masked comparison would compare this run's verdicts
+    import json
+
+    from labkit.tools.nbval_mode import RUN_CHOSEN_TAG
+
+    nb = json.loads((TESTS.parent / "solutions" / "05_pitfalls.ipynb").read_text())
+    tagged = ["".join(c["source"]) for c in nb["cells"] if RUN_CHOSEN_TAG in c.get("metadata", {}).get("tags", [])]
+    assert any("said[j.verdict]" in s for s in tagged) and any("mis.verdict" in s for s in tagged)

@@ -292,3 +292,12 @@ def test_student_copies_carry_no_nbval_markers():
             "source": "# NBVAL_IGNORE_OUTPUT\nprint(1)\n"}
     out = release_notebook({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, "99_x.ipynb")
     assert src(out["cells"][0]) == "print(1)\n"
+
+
+def test_student_copies_drop_the_run_chosen_tag():
+    """`run-chosen` tells nbval which cells' words the run picks; students' copies do not carry it."""
+    cell = {"cell_type": "code", "metadata": {"tags": ["run-chosen", "keep-me"]}, "outputs": [],
+            "execution_count": 3, "source": "print(1)\n"}
+    out = release_notebook({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, "99_x.ipynb")
+    assert out["cells"][0]["metadata"]["tags"] == ["keep-me"]
+    assert cell["metadata"]["tags"] == ["run-chosen", "keep-me"]  # the solution itself is not changed

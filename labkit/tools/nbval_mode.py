@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from labkit.repro import run_signature
 
-__all__ = ["outputs_comparable"]
+__all__ = ["RUN_CHOSEN_TAG", "outputs_comparable", "uncheck_run_chosen"]
+
+# A cell whose printed words are chosen by what the run measured (which rows a ranking puts first, a sentence
+# picked by this run's verdict, a status that flips near its floor). On the recorded CPU its output is compared
+# digit for digit; on another kind it is still run (an error fails) but its text is not compared: another CPU's
+# rounding is another draw, and masking numbers cannot make a different choice of words compare equal.
+RUN_CHOSEN_TAG = "run-chosen"
 
 
 def outputs_comparable(recorded: str | None, here: str | None = None, forced: str | None = None) -> tuple[bool, str]:
@@ -27,3 +33,19 @@ def outputs_comparable(recorded: str | None, here: str | None = None, forced: st
     return False, (f"outputs recorded on {recorded}, this machine is {here}: numbers and verdicts masked, "
                    "cells, claims and table layout compared (see conftest.py)")
 
+
+
+def uncheck_run_chosen(items) -> list[str]:
+    """In masked mode: nbval items (notebook cells) tagged RUN_CHOSEN_TAG are run but their output not compared.
+
+    Returns the names of the items changed. Items that are not notebook cells are left alone.
+    """
+    changed = []
+    for item in items:
+        cell, options = getattr(item, "cell", None), getattr(item, "options", None)
+        if cell is None or options is None:
+            continue
+        if RUN_CHOSEN_TAG in (cell.get("metadata", {}).get("tags") or []):
+            options["check"] = False
+            changed.append(item.name)
+    return changed

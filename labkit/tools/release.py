@@ -27,6 +27,7 @@ import yaml
 
 from labkit._io import _FILE_MODE, folder_problem
 from labkit.quiz.bank import BankError, compile_source, dump_compiled, read_yaml
+from labkit.tools.nbval_mode import RUN_CHOSEN_TAG
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)#+[ \t]*BEGIN SOLUTION[ \t]*$")
 END = re.compile(r"^[ \t]*#+[ \t]*END SOLUTION[ \t]*$")
@@ -176,6 +177,8 @@ def release_notebook(nb: dict, name: str) -> dict:
             continue  # instructor notes and grading helpers never reach students
         for key in RUN_METADATA:
             cell.get("metadata", {}).pop(key, None)
+        if RUN_CHOSEN_TAG in tags:  # a test-runner tag (see labkit.tools.nbval_mode), not for students
+            cell["metadata"]["tags"] = [t for t in tags if t != RUN_CHOSEN_TAG]
         source = _source(cell)
         if cell.get("cell_type") == "code":
             if NBVAL_MARKER.search(source):  # students never see the test runner's markers
