@@ -154,16 +154,21 @@ SETTINGS: dict[str, str] = {
         "32, 224 px, which also holds the CUDA context."),
     "quick-resolution": ("Lite0 feature extraction at 64 px vs 112 px on Fashion-MNIST 50 per class; a check of the "
         "kit's own warning."),
-    "matrix-small-similar": ("Small CNN pretrained on Fashion-MNIST 0-4, target classes 5-9 at 10 per class, 28 px; "
-        "the article argues from an ImageNet backbone and gives no sizes for its quadrants."),
-    "matrix-large-similar": ("Small CNN pretrained on Fashion-MNIST 0-4, target classes 5-9 at 50 per class; the "
-        "article's 'large' is not a number and its backbone is an ImageNet network."),
-    "matrix-small-different": ("Small CNN pretrained on Fashion-MNIST 0-4, digits target at 10 per class, feature "
-        "extraction from block2; CS231n's notes reason about an ImageNet ConvNet."),
-    "matrix-large-different": ("Small CNN pretrained on Fashion-MNIST 0-4, digits target at 50 per class; the "
-        "article's quadrant is an ImageNet backbone on e.g. satellite imagery."),
-    "ft-overtakes-with-labels": ("Lite0 on Fashion-MNIST, partial fine-tuning vs feature extraction at 50 per class "
-        "(500 images); the lesson states the threshold for vision tasks in general without an experiment."),
+    "matrix-similar-is-closer": ("Linear probes on frozen small-CNN features (source: Fashion-MNIST 0-4) against a "
+        "random init of the same network, on Fashion-MNIST 5-9 as they are and with permuted pixels, 10 per class; "
+        "the course's check that the matrix's similarity axis is real."),
+    "matrix-small-similar": ("Small CNN pretrained on Fashion-MNIST 0-4, target classes 5-9 at 10 per class, 28 px, "
+        "choices on validation; both guides argue from an ImageNet backbone and give no sizes for their quadrants."),
+    "matrix-large-similar": ("Small CNN pretrained on Fashion-MNIST 0-4, target classes 5-9 at 200 per class (1,000 "
+        "images; 1,200 per class on the full tier), discriminative LRs 10x lower at the bottom; the guides' backbone "
+        "is an ImageNet network."),
+    "matrix-small-different": ("Small CNN pretrained on Fashion-MNIST 0-4, target classes 5-9 with permuted pixels at "
+        "10 per class, the top half fine-tuned; the guides' example is ImageNet to satellite or medical images."),
+    "matrix-large-different": ("Small CNN pretrained on Fashion-MNIST 0-4, permuted-pixel target at 200 per class; "
+        "the guides' quadrant is an ImageNet backbone on e.g. satellite imagery."),
+    "ft-overtakes-with-labels": ("Lite0 on Fashion-MNIST, partial fine-tuning minus feature extraction at the most "
+        "labels tried against the fewest (an interaction over the label curve); the lesson states the thresholds for "
+        "vision tasks in general without an experiment."),
     "bn-statistics-alone": ("Small CNN pretrained on Fashion-MNIST 0-4, run in train mode at lr 0 on classes 5-9; the "
         "course's own control."),
     "lr-step-*": ("Small CNN pretrained on Fashion-MNIST 0-4, fine-tuned on classes 5-9 for 2 epochs per LR, task A "
@@ -313,9 +318,10 @@ CLAIM_SOURCES: dict[str, str] = {
     'augmentation-helps': 'tle §Scenario-to-Strategy Decision Guide',
     'memory-4x': 'tle §Inside the Pretrained Network: What Gets Transferred and Why It Sticks (Performance Analysis)',
     'quick-resolution': "course §labkit.guards.check_resolution's warning",
+    'matrix-similar-is-closer': 'course §the 2x2 matrix measures its similarity axis',
     'matrix-small-similar': 'tle §The 2×2 Decision Matrix: Dataset Size Meets Domain Similarity',
     'matrix-large-similar': 'tle §The 2×2 Decision Matrix: Dataset Size Meets Domain Similarity',
-    'matrix-small-different': 'cs231n §When and how to fine-tune?',
+    'matrix-small-different': 'tle §The 2×2 Decision Matrix: Dataset Size Meets Domain Similarity',
     'matrix-large-different': 'tle §The 2×2 Decision Matrix: Dataset Size Meets Domain Similarity',
     'ft-overtakes-with-labels': 'cw §When to Use Transfer Learning',
     'bn-statistics-alone': 'course §BatchNorm statistics drift',

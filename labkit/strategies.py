@@ -42,16 +42,7 @@ from labkit.train import (
 
 __all__ = ["Strategy", "StrategyResult", "run_strategy", "choose_lr", "backbone_factory", "standard_strategies",
            "training_memory", "memory_sweep", "with_min_steps", "label_curve", "crossover", "winner", "accuracy_noise",
-           "ARTICLE_MATRIX", "ARTICLE_LR", "lr_text", "article_strategies"]
-
-# The article's 2x2 decision matrix (Transfer Learning Explained, Abstract Algorithms):
-# (dataset size, domain similarity) -> the strategy families it recommends.
-ARTICLE_MATRIX = {
-    ("small", "similar"): ("feature extraction",),
-    ("large", "similar"): ("fine-tune",),
-    ("small", "different"): ("feature extraction (earlier depth)",),
-    ("large", "different"): ("fine-tune", "scratch"),
-}
+           "ARTICLE_LR", "lr_text", "article_strategies"]
 
 
 @dataclass(frozen=True)

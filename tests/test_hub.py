@@ -452,7 +452,7 @@ def test_two_students_answer_in_chromium_on_a_real_hub_and_are_graded_apart(tmp_
     for name, answers in plan.items():
         s = seen[name]
         assert f"/user/{name}/lab" in s["lab_url"], s  # the hub sent each student to their own server
-        assert f"saved for {name} in" in s["title"] and f"/home/{name}/.labkit/responses/{name}.jsonl" in s["title"]
+        assert f"saved for {name} in" in s["title"] and f"~/.labkit/responses/{name}.jsonl" in s["title"]
         assert s["checked"] == RIGHT
         rows = s["rows"]  # the option rows as drawn: four, each with some height, none over another
         assert len(rows) == 4 and all(b - t > 10 for _, t, _, b in rows), rows

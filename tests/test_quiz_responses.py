@@ -284,3 +284,15 @@ def test_probing_from_a_second_bank_object_still_costs_the_first_try(responses, 
     assert quiz.answer("satellite-strategy", RIGHT).attempt == len(wrong) + 1
     grades = grade(responses)
     assert grades.scores == {"prober": {"00": 1}} and grades.first_scores == {"prober": {"00": 0}}
+
+
+def test_the_answers_file_is_shown_without_machine_folders(monkeypatch, tmp_path):
+    from labkit.quiz.responses import RESPONSES_ENV, display_path
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv(RESPONSES_ENV, raising=False)
+    assert display_path(tmp_path / "home" / ".labkit" / "responses" / "ada.jsonl") == "~/.labkit/responses/ada.jsonl"
+    monkeypatch.setenv(RESPONSES_ENV, str(tmp_path / "class"))
+    assert display_path(tmp_path / "class" / "ada.jsonl") == f"${RESPONSES_ENV}/ada.jsonl"
+    elsewhere = tmp_path / "shared" / "ada.jsonl"
+    assert display_path(elsewhere) == str(elsewhere)  # a file given explicitly elsewhere: its own path

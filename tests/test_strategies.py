@@ -334,15 +334,17 @@ def test_notebook_accepts_the_full_tier_parameters():
 
 @pytest.mark.slow
 def test_notebook_runs_unchanged_on_the_full_tier_code_path(tmp_path):
-    """papermill executes 02 with tier="full": 224 px, the full matrix (120 per class, 15 epochs, whole test sets).
+    """papermill executes 02 with tier="full": 224 px, the full tier's matrix recipes (5 epochs, 120 steps at least).
 
-    Only the number of labelled and validation images, the test size, the epochs and the curve are made small, so
-    that the run fits a CPU; everything else is the full tier's, and the notebook itself is not touched.
+    Only the number of labelled and validation images, the test sizes, the epochs, the curve and the matrix's large
+    cells are made small, so that the run fits a CPU; everything else is the full tier's, and the notebook itself is
+    not touched.
     """
     from labkit.tools.execution import execute_notebook
 
     params = {"tier": "full", "device": "cpu", "n_per_class": 3, "val_per_class": 5, "test_size": 60,
-              "num_epochs": 1, "curve_sizes": [3], "threads": 2, "student_id": "ci"}
+              "num_epochs": 1, "curve_sizes": [3], "threads": 2, "student_id": "ci", "matrix_large": 12,
+              "matrix_test": 100}
     status = execute_notebook(REPO / "solutions" / "02_freeze_strategies.ipynb", tmp_path / "out", params,
                               cwd=tmp_path, timeout=1500)
     assert status["status"] == "done", status.get("error")
@@ -354,6 +356,8 @@ def test_notebook_runs_unchanged_on_the_full_tier_code_path(tmp_path):
     assert numbers["memory_ratio"] > 1  # measured at 224 px on this run
     assert set(numbers["matrix"]) == {"small/similar", "large/similar", "small/different", "large/different"}
     assert 0 <= numbers["matrix_agreements"] <= 4
+    assert set(numbers["matrix_similarity"]) == {"similar", "different"}
+    assert all(len(pair) == 2 for pair in numbers["matrix_choice"].values())
     executed = (tmp_path / "out" / "02_freeze_strategies.ipynb").read_text()
     assert "tier=full: 3 images per class, 60 test images, 224 px" in executed
 

@@ -44,6 +44,19 @@ def default_responses_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".labkit" / "responses"
 
 
+def display_path(path: str | Path) -> str:
+    """An answers file as a student reads it: `$LABKIT_RESPONSES_DIR/...` under that folder, `~/...` under the home
+    folder, else the path itself (so a notebook's saved output names no machine's folders)."""
+    path = Path(path)
+    env = os.environ.get(RESPONSES_ENV)
+    for base, shown in (((Path(env).expanduser(), f"${RESPONSES_ENV}"),) if env else ()) + ((Path.home(), "~"),):
+        try:
+            return f"{shown}/{path.relative_to(base).as_posix()}"
+        except ValueError:
+            continue
+    return str(path)
+
+
 def safe_name(student_id: str) -> str:
     """A student id as a file name: letters, digits, '.', '_' and '-' (the raw id stays inside each record)."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", str(student_id)).strip("._") or "student"

@@ -15,7 +15,7 @@ import ipywidgets as widgets
 import traitlets
 
 from labkit.quiz.bank import Bank, Question, Result, load_bank
-from labkit.quiz.responses import ResponseLog
+from labkit.quiz.responses import ResponseLog, display_path
 
 _CODE = re.compile(r"`([^`]+)`")
 _BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
@@ -237,7 +237,7 @@ class Quiz:
         self.views = {q.id: QuestionView(self, q, i + 1) for i, q in enumerate(chosen)}
         title = widgets.HTML(f"<h3>{html.escape(bank.title)}</h3>"
                              f"<small>Answers are saved for <code>{html.escape(self.log.student_id)}</code> "
-                             f"in <code>{html.escape(str(self.log.path))}</code>.</small>")
+                             f"in <code>{html.escape(display_path(self.log.path))}</code>.</small>")
         title.add_class("labkit-title")
         self.score_label = widgets.HTML("")
         self.score_label.add_class("labkit-score")
@@ -322,7 +322,7 @@ class Quiz:
         right, graded = self.score()
         earlier = f" ({len(self.earlier)} restored from earlier sessions)" if self.earlier else ""
         return (f"<Quiz {self.bank.id}: {len(self.log.records)} answers this session{earlier}, {right}/{graded} "
-                f"correct; saved to {self.log.path}>")
+                f"correct; saved to {display_path(self.log.path)}>")
 
 
 def show_quiz(bank: str = "00", student_id: str | None = None, questions: list[str] | None = None, *,
