@@ -366,3 +366,25 @@ def test_shipped_02_bands_name_recorded_numbers_and_the_full_tier_spec_loads():
     batch = load_spec(REPO / "batches" / "02_full_gpu.yaml")
     assert batch.tier == "full" and len(batch.runs) == 3
     assert all(r.parameters["device"] == "cuda" for r in batch.runs)
+
+
+def test_a_run_finished_on_other_code_is_run_again(workdir):
+    """Resuming keys on the notebook's code, not only its parameters: an edited notebook never keeps old results."""
+    spec = write_spec(workdir, {"name": "edited", "notebooks": ["toy"], "grid": [{"x": 1.0}]})
+    batch_dir = workdir / "runs" / "edited"
+    args = ["batch", str(spec), "--out", str(workdir / "runs"), "--workers", "1", "--no-progress"]
+    assert main(args) == 0
+    status_file = next(batch_dir.glob("toy__x=1.0__*/toy.status.json"))
+    first = json.loads(status_file.read_text())
+    assert first["status"] == "done" and first["code"]
+    assert main(args) == 0 and json.loads(status_file.read_text()) == first  # the same code: skipped
+    nb = json.loads((workdir / "toy.ipynb").read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
+    code["source"] = "".join(code["source"]) + "\n# edited\n"
+    (workdir / "toy.ipynb").write_text(json.dumps(nb))
+    assert main(args + ["--dry-run"]) == 0
+    assert main(args) == 0
+    second = json.loads(status_file.read_text())
+    assert second["status"] == "done" and second["code"] != first["code"]
+    # an outputs-only change (a re-executed notebook) is the same code: nothing to run again
+    assert batch_mod.is_done(second, workdir / "toy.ipynb")

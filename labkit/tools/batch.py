@@ -33,7 +33,15 @@ from labkit.claims import count_line
 from labkit.params import absolute_paths
 from labkit.tools.batch_report import kept_published_rows, publish_claims, update_readme_claims, write_report
 from labkit.tools.batch_spec import DEFAULT_RETRIES, Batch, Run, SpecError, load_spec
-from labkit.tools.execution import STOPPING, execute_notebook, read_json, status_path, stop_all, write_json_atomic
+from labkit.tools.execution import (
+    STOPPING,
+    code_fingerprint,
+    execute_notebook,
+    read_json,
+    status_path,
+    stop_all,
+    write_json_atomic,
+)
 
 POLL_S = 0.25  # the longest the main loop waits before it looks at the stop flag again
 
@@ -55,9 +63,15 @@ def load_status(batch_dir: Path, run: Run) -> dict | None:
     return read_json(status_path(run_dir(batch_dir, run), run.notebook))
 
 
-def is_done(status: dict | None) -> bool:
-    """Only a 'done' status counts: a run interrupted, killed or failed is run again."""
-    return bool(status) and status.get("status") == "done"
+def is_done(status: dict | None, source: Path | None = None) -> bool:
+    """Only a 'done' status counts: a run interrupted, killed or failed is run again.
+
+    source: the notebook as it is now; a run finished on other code (its recorded code fingerprint differs, or it
+    has none) is run again too, so an edited notebook never keeps the results of its old cells.
+    """
+    if not (bool(status) and status.get("status") == "done"):
+        return False
+    return source is None or status.get("code") == code_fingerprint(source)
 
 
 def collect(batch: Batch, batch_dir: Path) -> list[dict]:
@@ -232,7 +246,7 @@ def execute_batch(batch: Batch, batch_dir: Path, pool, max_inflight: int, progre
     from tqdm.auto import tqdm
 
     STOPPING.clear()
-    todo = [r for r in batch.runs if not is_done(load_status(batch_dir, r))]
+    todo = [r for r in batch.runs if not is_done(load_status(batch_dir, r), r.source)]
     previous = {r.run_id: int((load_status(batch_dir, r) or {}).get("attempt") or 0) for r in todo}
     final: dict[str, str] = {}
     pending = [(r, 1) for r in todo]  # (run, attempt in this invocation)
@@ -312,7 +326,9 @@ def _print_plan(batch: Batch, batch_dir: Path) -> None:
     rows = []
     for run in batch.runs:
         status = load_status(batch_dir, run)
-        state = "done (skip)" if is_done(status) else (f"{status['status']} (rerun)" if status else "to run")
+        state = ("done (skip)" if is_done(status, run.source) else
+                 "done on other code (rerun)" if is_done(status) else
+                 f"{status['status']} (rerun)" if status else "to run")
         shown = {k: v for k, v in run.parameters.items() if k in batch.swept}
         rows.append([run.run_id, state, json.dumps(shown)])
     print(text_table(["run", "state", "swept parameters"], rows))
@@ -337,7 +353,7 @@ def run(args: argparse.Namespace) -> int:
             return 2
         batch.runs = [r for r in batch.runs if r.notebook in wanted]
     batch_dir = Path(args.out).resolve() / batch.name
-    done_before = sum(is_done(load_status(batch_dir, r)) for r in batch.runs)
+    done_before = sum(is_done(load_status(batch_dir, r), r.source) for r in batch.runs)
     print(f"labkit batch '{batch.name}': {len(batch.runs)} run(s), {done_before} already done, tier={batch.tier}, "
           f"output in {batch_dir}/")
     if args.dry_run:

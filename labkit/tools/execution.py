@@ -201,6 +201,18 @@ def _child_main(job_file: str) -> int:
     return 0 if outcome["ok"] else 1
 
 
+def code_fingerprint(path: str | os.PathLike) -> str:
+    """A short hash of a notebook's code cells (their sources only): a finished run of other code is not this one."""
+    import hashlib
+
+    try:
+        cells = json.loads(Path(path).read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return ""
+    code = ["".join(c.get("source", "")) for c in cells if c.get("cell_type") == "code"]
+    return hashlib.sha1(json.dumps(code).encode()).hexdigest()[:12]
+
+
 def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, parameters: Mapping[str, Any] | None = None,
                      *, name: str | None = None, kernel: str | None = DEFAULT_KERNEL,
                      cell_timeout: float | None = DEFAULT_CELL_TIMEOUT, timeout: float | None = None,
@@ -227,7 +239,8 @@ def execute_notebook(source: str | os.PathLike, out_dir: str | os.PathLike, para
     params["results_path"] = str(results)
     record: dict[str, Any] = {
         **dict(extra or {}),
-        "notebook": name, "source": str(source), "parameters": params, "kernel": kernel,
+        "notebook": name, "source": str(source), "code": code_fingerprint(source), "parameters": params,
+        "kernel": kernel,
         "status": "running", "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": socket.gethostname(),
         "output": output.name, "results": results.name, "log": log.name, "env": dict(env or {}),
     }
