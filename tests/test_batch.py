@@ -379,7 +379,8 @@ def test_a_run_finished_on_other_code_is_run_again(workdir):
     assert first["status"] == "done" and first["code"]
     assert main(args) == 0 and json.loads(status_file.read_text()) == first  # the same code: skipped
     nb = json.loads((workdir / "toy.ipynb").read_text())
-    code = next(c for c in nb["cells"] if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
+    code = next(c for c in nb["cells"]
+                if c["cell_type"] == "code" and "parameters" not in c["metadata"].get("tags", []))
     code["source"] = "".join(code["source"]) + "\n# edited\n"
     (workdir / "toy.ipynb").write_text(json.dumps(nb))
     assert main(args + ["--dry-run"]) == 0
