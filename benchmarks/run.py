@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                 # all CPU benchmarks (a few minutes)
     python benchmarks/run.py --course        # also time the whole course in quick mode (`labkit run`)
-    python benchmarks/run.py --only claims --update-readme   # the course's claims over 5 seeds (about 50 min):
+    python benchmarks/run.py --only claims --update-readme   # the course's claims over 5 seeds (about 105 min):
                                              # `labkit batch batches/claims.yaml`, published to docs/claims.md
     python benchmarks/run.py --only fit,memory --update-readme
 

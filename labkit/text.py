@@ -34,7 +34,7 @@ from torch import nn
 from labkit._torchutil import hub_progress, model_device, progress_enabled, weights_digest
 from labkit.assets import AssetUnavailableError, TextModel
 from labkit.data import IMDB_URL, TextDataset, imdb, make_text_loader
-from labkit.features import cache_get, cache_keep, fit_probe
+from labkit.features import cache_get, cache_keep, cache_put, fit_probe
 from labkit.freeze import count_parameters, discriminative_param_groups
 from labkit.memory import bytes_to_mb, measure_training_memory
 from labkit.metrics import Accuracy
@@ -45,7 +45,6 @@ from labkit.train import (
     LRSchedule,
     MeasureMemory,
     ProgressBar,
-    adamw,
     fit,
     predict,
 )
@@ -118,11 +117,14 @@ def tfidf_baseline(train_ds: TextDataset, test_ds: TextDataset, C: float = 10.0,
 
 
 def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = None, batch_size: int = 32,
-          device: str | None = "auto", cache: bool = True) -> np.ndarray:
+          device: str | None = "auto", cache: bool = True, disk: bool = False) -> np.ndarray:
     """Frozen mean-pooled, L2-normalised sentence embeddings (N, hidden) via `TextModel.encode`, cached in memory.
 
     The cache (labkit.features' one feature cache, memory part) is keyed by the weights and the text, so
     embedding a subset of texts seen before costs nothing; `features.clear_memory_cache()` forgets it.
+    disk: also keep this list's embeddings in the disk cache ($LABKIT_CACHE), for a fixed set of texts under
+        weights that every run shares (the pretrained encoder on a test set): computed once per machine, not once
+        per run or seed. Not for fine-tuned weights, which no other run has.
     """
     if isinstance(texts, str):
         raise TypeError("embed() takes a list of texts, not a single string: wrap it as [text].")
@@ -130,6 +132,13 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
     max_length = int(max_length or text_model.max_length)
     prefix = f"embed|{text_model.name}|{weights_digest(encoder_of(text_model.model))}|{max_length}|"
     keys = [prefix + hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
+    if disk and cache and texts:
+        whole = "embed-" + hashlib.sha1("\n".join(keys).encode()).hexdigest()[:24]
+        found, _ = cache_get(whole)
+        if found is None:
+            X = embed(text_model, texts, max_length, batch_size=batch_size, device=device)
+            found = cache_put(whole, X, np.zeros(len(X), dtype=np.int8))
+        return np.asarray(found[0], dtype=np.float32)
     found = {k: v for k, v in ((k, cache_get(k, disk=False)[0]) for k in dict.fromkeys(keys) if cache)
              if v is not None}
     missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
@@ -390,7 +399,8 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     """Full fine-tuning with the Hugging Face Trainer recipe: AdamW at `lr`, weight decay, linear warmup/decay,
     evaluation on `val_ds` every epoch and the best epoch's weights kept (load_best_model_at_end).
 
-    param_groups: optimizer groups (e.g. `layerwise_lr_groups(model, ...)`) handed to the Trainer's AdamW.
+    param_groups: optimizer groups (e.g. `layerwise_lr_groups(model, ...)`) for the Trainer's own optimizer, with
+        its weight-decay rule (none on biases and norms): decay 1.0 gives the same run as no groups.
     output_dir: where checkpoints go (when None: a temporary folder, removed afterwards however training ends;
         see `trainer_scratch`).
     """
@@ -419,14 +429,11 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
             metric_for_best_model="accuracy", greater_is_better=True, save_total_limit=1, save_only_model=True,
             logging_strategy="epoch", report_to="none", disable_tqdm=not progress_enabled(progress), seed=seed,
             data_seed=seed, use_cpu=device.type == "cpu", dataloader_num_workers=0)
-        optimizers = (None, None)
-        if param_groups is not None:
-            groups = [{k: v for k, v in g.items() if k != "name"} for g in param_groups]
-            optimizers = (adamw(groups, lr=lr, weight_decay=weight_decay), None)
         trainer = Trainer(model=model, args=args, train_dataset=_Tokenised(train_ds, tokenizer, max_length),
                           eval_dataset=_Tokenised(val_ds, tokenizer, max_length),
-                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics,
-                          optimizers=optimizers)
+                          data_collator=DataCollatorWithPadding(tokenizer), compute_metrics=metrics)
+        if param_groups is not None:  # the Trainer keeps an optimizer it is given and only adds the schedule
+            trainer.optimizer = _trainer_optimizer(trainer, model, param_groups)
         trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; the epochs come back in the result
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -452,6 +459,25 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     return FinetuneResult(model=model, epochs=rows, seconds=seconds,
                           trainable_params=count_parameters(model, trainable_only=True),
                           total_params=count_parameters(model), peak_mem_mb=peak, best_epoch=best)
+
+
+def _trainer_optimizer(trainer, model: nn.Module, param_groups: list[dict]) -> torch.optim.Optimizer:
+    """The optimizer the Trainer would build (its class, betas and eps, and its rule of no weight decay on biases and
+    norms), over `param_groups`' learning rates: with one LR in every group it is the Trainer's default optimizer,
+    so a layer-wise decay of 1.0 reproduces a plain Trainer run."""
+    decays = set(trainer.get_decay_parameter_names(model))
+    decayed = {id(p) for n, p in model.named_parameters() if n in decays}
+    groups = []
+    for group in param_groups:
+        rest = {k: v for k, v in group.items() if k not in ("name", "params", "weight_decay")}
+        params = [p for p in group["params"] if p.requires_grad]
+        weight_decay = group.get("weight_decay", trainer.args.weight_decay)
+        for share, wd in (([p for p in params if id(p) in decayed], weight_decay),
+                          ([p for p in params if id(p) not in decayed], 0.0)):
+            if share:
+                groups.append({**rest, "params": share, "weight_decay": wd})
+    cls, kwargs = trainer.get_optimizer_cls_and_kwargs(trainer.args, model)
+    return cls(groups, **kwargs)
 
 
 def fit_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDataset, *, lr: float = 2e-5,

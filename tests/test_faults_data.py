@@ -170,7 +170,8 @@ def test_04_default_sizes_on_a_large_file_print_nothing(tmp_path, capsys):
     path = text_file(tmp_path / "big.csv", {"ham": 2000, "spam": 2000})
     ns = run_04_checks(path)
     assert "data check" not in capsys.readouterr().out
-    assert ns["few_shot_sizes"] == [16, 64, 256] and ns["test_size"] == 1000
+    assert ns["few_shot_sizes"] == [16, 64, 256] and ns["finetune_test_size"] == 1000
+    assert ns["test_size"] == len(ns["test_full"]) == len(ns["test_all"])  # the cheap rows score every test text
 
 
 def test_check_data_names_unknown_notebooks():

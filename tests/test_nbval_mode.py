@@ -118,7 +118,6 @@ AVX2_CHOICES = (
     "Measured in this run: two-stage 0.826 > full fine-tune, lr 1e-4 0.824 > scratch 0.592.\n"
     "- fails: Wrong normalisation breaks frozen features (0.705 vs 0.715; effect -0.010 [-0.040, +0.020])\n"
     "- holds in this run, unresolved over 5 seeds: Fine-tuned, a matching source beats scratch (0.883 vs 0.818)\n"
-    "fine-tuning clearly overtakes frozen embeddings at: 16 texts per class\n"
     "<td>flagged: lr=3e-05, lr=0.03</td>")
 AVX512_CHOICES = (
     "raw pixels (0.806) beat the pretrained probe at 3 of 8 depths: stage2, stage3, stage4\n"
@@ -132,8 +131,6 @@ AVX512_CHOICES = (
     "Measured in this run: full fine-tune, lr 1e-4 0.830 > two-stage 0.826 > partial fine-tune (top 4) 0.80.\n"
     "- unresolved: Fine-tuning on raw 0-255 pixels costs accuracy (0.655 vs 0.683)\n"
     "- shown: Where to cut depends on the target task (best depth on the test set: stage6 vs top)\n"
-    "fine-tuning clearly overtakes frozen embeddings at: no size tried here (at each, the gap is inside the two "
-    "rows' intervals, or frozen is ahead)\n"
     "<td>no run was flagged</td>")
 
 

@@ -127,6 +127,43 @@ def test_trainer_recipe_runs_one_step_and_keeps_the_best_epoch():
     assert 0 <= scored["acc"] <= 1 and len(scored["pred"]) == len(ds)
 
 
+def test_layer_groups_at_decay_one_give_the_trainers_own_run_and_a_decay_changes_it():
+    """04's layer-wise LR decay is judged against the Trainer's plain run at the same base LR: with a decay of 1.0
+    the groups must reproduce that run exactly (the Trainer's optimizer and its no-decay rule for biases and
+    norms), so the pair differs only in the decay."""
+    ds = _toy(6)
+
+    def run(decay):
+        clf = _classifier()
+        groups = None if decay is None else text.layerwise_lr_groups(clf.model, lr=1e-3, decay=decay,
+                                                                     weight_decay=0.1)
+        result = text.trainer_finetune(clf, ds, ds, lr=1e-3, weight_decay=0.1, num_epochs=1, batch_size=4,
+                                       max_length=16, device="cpu", param_groups=groups, progress=False)
+        return {n: p.detach().clone() for n, p in result.model.named_parameters()}
+
+    plain, flat, decayed = run(None), run(1.0), run(0.5)
+    assert plain.keys() == flat.keys()
+    assert all(torch.equal(plain[n], flat[n]) for n in plain)
+    embeddings = "bert.embeddings.word_embeddings.weight"
+    assert not torch.equal(plain[embeddings], decayed[embeddings])
+
+
+def test_embed_on_disk_is_computed_once_per_machine(minilm, monkeypatch, tmp_path):
+    monkeypatch.setenv("LABKIT_CACHE", str(tmp_path))
+    ds = _toy()
+    X = text.embed(minilm, ds.texts, max_length=16, device="cpu", disk=True)
+    assert len(list(features.cache_dir().glob("embed-*.npz"))) == 1
+    features.clear_memory_cache()
+    calls = []
+    original = type(minilm).encode
+    monkeypatch.setattr(type(minilm), "encode", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    again = text.embed(minilm, ds.texts, max_length=16, device="cpu", disk=True)
+    assert calls == [] and np.array_equal(again, X)  # read back from disk: the encoder did not run
+    other = text.embed(minilm, ds.texts[:3], max_length=16, device="cpu", disk=True)  # another list: its own file
+    assert calls == [1] and np.allclose(other, X[:3], atol=1e-5)
+    assert len(list(features.cache_dir().glob("embed-*.npz"))) == 2
+
+
 def test_finetune_inputs_get_clear_errors():
     clf = _classifier()
     three = TextDataset(["a", "b", "c"], [0, 1, 2], ["x", "y", "z"])
