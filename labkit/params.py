@@ -243,13 +243,15 @@ def _declarations() -> dict[str, dict[str, Param | Setting]]:
             "text_column": Param("str"), "label_column": Param("str"), "n_per_class": COUNT.per_tier(64, 2000),
             "few_shot_sizes": SIZES.per_tier([16, 64, 256], [16, 64, 256, 2000]),
             "test_size": COUNT.per_tier(None, None), "finetune_test_size": COUNT.per_tier(1000, 5000),
-            "max_length": Param("int", low=8, high=4096).per_tier(64, 256), "num_epochs": COUNT.per_tier(3, 3),
+            "max_length": Param("int", low=8, high=4096).per_tier(48, 256), "num_epochs": COUNT.per_tier(3, 3),
             "batch_size": COUNT.per_tier(8, 32), "threads": COUNT.per_tier(2, None),
             "finetune_sizes": Setting([16, 64], [16, 64, 256, 2000], "few-shot sizes that are also fine-tuned"),
             "n_val_per_class": Setting(50, 250, "validation texts per class, held out of the training pool (they "
                                                        "choose the learning rate)"),
             "probe_per_class": Setting(40, 100, "texts per class of the held-out topics (forgetting)"),
-            "few_shot_max_epochs": Setting(None, 40, "most epochs of a few-shot fine-tune (None: no cap)")},
+            "few_shot_max_epochs": Setting(None, 40, "most epochs of a few-shot fine-tune (None: no cap)"),
+            "mean_head": Setting(False, True, "whether the mean-pooling head row runs (one fine-tune more than the "
+                                              "quick tier's time allows)")},
         "05_pitfalls": {
             "backbone_name": backbone, "n_per_class": COUNT.per_tier(15, 100),
             "test_size": Param("int", low=10).per_tier(1000, 5000), "resolution": PIXELS.per_tier(64, 224),

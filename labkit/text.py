@@ -124,7 +124,8 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
     embedding a subset of texts seen before costs nothing; `features.clear_memory_cache()` forgets it.
     disk: also keep this list's embeddings in the disk cache ($LABKIT_CACHE), for a fixed set of texts under
         weights that every run shares (the pretrained encoder on a test set): computed once per machine, not once
-        per run or seed. Not for fine-tuned weights, which no other run has.
+        per run or seed. Not for fine-tuned weights, which no other run has. Each text's row is kept in memory too,
+        so embedding any subset of the list afterwards runs no encoder.
     """
     if isinstance(texts, str):
         raise TypeError("embed() takes a list of texts, not a single string: wrap it as [text].")
@@ -138,7 +139,10 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
         if found is None:
             X = embed(text_model, texts, max_length, batch_size=batch_size, device=device)
             found = cache_put(whole, X, np.zeros(len(X), dtype=np.int8))
-        return np.asarray(found[0], dtype=np.float32)
+        X = np.asarray(found[0], dtype=np.float32)
+        for key, row in zip(keys, X):  # each text's row in memory too: a later subset of these texts costs nothing
+            cache_keep(key, row)
+        return X
     found = {k: v for k, v in ((k, cache_get(k, disk=False)[0]) for k in dict.fromkeys(keys) if cache)
              if v is not None}
     missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
@@ -394,13 +398,15 @@ def trainer_scratch(output_dir: str | os.PathLike | None = None):
 def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextDataset, *, lr: float = 2e-5,
                      weight_decay: float = 0.01, num_epochs: int = 3, batch_size: int = 16,
                      max_length: int | None = None, warmup_ratio: float = 0.1, seed: int = 0,
-                     device: str | None = "auto", param_groups: list[dict] | None = None,
+                     device: str | None = "auto", param_groups: list[dict] | None = None, eval_every: int = 1,
                      output_dir: str | os.PathLike | None = None, progress: bool | None = None) -> FinetuneResult:
     """Full fine-tuning with the Hugging Face Trainer recipe: AdamW at `lr`, weight decay, linear warmup/decay,
     evaluation on `val_ds` every epoch and the best epoch's weights kept (load_best_model_at_end).
 
     param_groups: optimizer groups (e.g. `layerwise_lr_groups(model, ...)`) for the Trainer's own optimizer, with
         its weight-decay rule (none on biases and norms): decay 1.0 gives the same run as no groups.
+    eval_every: evaluate (and keep a checkpoint) after every this many epochs (1: each epoch); the best of the
+        evaluated epochs is kept. A few-shot run of many short epochs spends less time on validation with e.g. 3.
     output_dir: where checkpoints go (when None: a temporary folder, removed afterwards however training ends;
         see `trainer_scratch`).
     """
@@ -420,12 +426,18 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
     with trainer_scratch(output_dir) as workdir:  # checkpoints: removed on success, error, Ctrl-C and SIGTERM
         # warmup as a whole number of steps, rounded up as the Trainer rounds a ratio: transformers 4.x takes a ratio
         # only as warmup_ratio, 5.x only as a float warmup_steps below 1; a step count means the same in both
-        total_steps = math.ceil(len(train_ds) / batch_size) * num_epochs
+        per_epoch = math.ceil(len(train_ds) / batch_size)
+        total_steps = per_epoch * num_epochs
+        if not isinstance(eval_every, int) or isinstance(eval_every, bool) or eval_every < 1:
+            raise ValueError(f"eval_every must be a whole number of epochs, 1 or more; got {eval_every!r}.")
+        every = {"eval_strategy": "epoch", "save_strategy": "epoch"} if eval_every == 1 else {
+            "eval_strategy": "steps", "save_strategy": "steps", "eval_steps": per_epoch * eval_every,
+            "save_steps": per_epoch * eval_every}
         args = TrainingArguments(
             output_dir=str(workdir), learning_rate=lr, weight_decay=weight_decay, num_train_epochs=num_epochs,
             per_device_train_batch_size=batch_size, per_device_eval_batch_size=max(batch_size, 64),
             warmup_steps=math.ceil(warmup_ratio * total_steps), lr_scheduler_type="linear",
-            eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+            **every, load_best_model_at_end=True,
             metric_for_best_model="accuracy", greater_is_better=True, save_total_limit=1, save_only_model=True,
             logging_strategy="epoch", report_to="none", disable_tqdm=not progress_enabled(progress), seed=seed,
             data_seed=seed, use_cpu=device.type == "cpu", dataloader_num_workers=0)

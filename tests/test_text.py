@@ -127,6 +127,18 @@ def test_trainer_recipe_runs_one_step_and_keeps_the_best_epoch():
     assert 0 <= scored["acc"] <= 1 and len(scored["pred"]) == len(ds)
 
 
+def test_trainer_evaluates_every_few_epochs_when_asked():
+    clf = _classifier()
+    ds = _toy(4)  # 8 texts: one step per epoch at batch 8
+    result = text.trainer_finetune(clf, ds, ds, lr=2e-5, num_epochs=4, batch_size=8, max_length=16, device="cpu",
+                                   eval_every=2, progress=False)
+    assert [e["epoch"] for e in result.epochs] == [1, 2, 3, 4]
+    assert [e["epoch"] for e in result.epochs if "val_acc" in e] == [2, 4]  # validation after epochs 2 and 4 only
+    assert result.best_epoch in (2, 4)
+    with pytest.raises(ValueError, match="eval_every"):
+        text.trainer_finetune(clf, ds, ds, num_epochs=1, batch_size=8, max_length=16, device="cpu", eval_every=0)
+
+
 def test_layer_groups_at_decay_one_give_the_trainers_own_run_and_a_decay_changes_it():
     """04's layer-wise LR decay is judged against the Trainer's plain run at the same base LR: with a decay of 1.0
     the groups must reproduce that run exactly (the Trainer's optimizer and its no-decay rule for biases and
@@ -159,9 +171,14 @@ def test_embed_on_disk_is_computed_once_per_machine(minilm, monkeypatch, tmp_pat
     monkeypatch.setattr(type(minilm), "encode", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
     again = text.embed(minilm, ds.texts, max_length=16, device="cpu", disk=True)
     assert calls == [] and np.array_equal(again, X)  # read back from disk: the encoder did not run
+    subset = text.embed(minilm, ds.texts[1:4], max_length=16, device="cpu")  # rows of a list read from disk
+    assert calls == [] and np.array_equal(subset, X[1:4])  # are in memory too: no encoder for a subset
     other = text.embed(minilm, ds.texts[:3], max_length=16, device="cpu", disk=True)  # another list: its own file
-    assert calls == [1] and np.allclose(other, X[:3], atol=1e-5)
+    assert calls == [] and np.array_equal(other, X[:3])
     assert len(list(features.cache_dir().glob("embed-*.npz"))) == 2
+    features.clear_memory_cache()
+    fresh = text.embed(minilm, ["a text no list held before"], max_length=16, device="cpu")
+    assert calls == [1] and fresh.shape == (1, X.shape[1])  # an unseen text does run the encoder
 
 
 def test_finetune_inputs_get_clear_errors():
