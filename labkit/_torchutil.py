@@ -63,11 +63,16 @@ def model_device(model: nn.Module) -> torch.device:
         return torch.device("cpu")
 
 
-def weights_digest(module: nn.Module) -> str:
-    """A short hash of a module's weights, so two random inits (or a fine-tuned copy) never share a cache entry."""
+def weights_digest(module: nn.Module, skip: nn.Module | None = None) -> str:
+    """A short hash of a module's weights, so two random inits (or a fine-tuned copy) never share a cache entry.
+
+    skip: a part of `module` left out of the hash, e.g. a classification head that the hashed features never pass
+        through (a fresh head per run would otherwise give the same features a new cache key every time).
+    """
+    skipped = {t.data_ptr() for t in skip.state_dict().values()} if skip is not None else set()
     h = hashlib.sha1()
     for name, t in sorted(module.state_dict().items()):
-        if t.dtype.is_floating_point and t.numel():
+        if t.dtype.is_floating_point and t.numel() and t.data_ptr() not in skipped:
             h.update(name.encode())
             flat = t.detach().reshape(-1).float()
             # a strided sample plus the sum: cheap and sensitive to any change of the weights

@@ -48,11 +48,14 @@ def clear_memory_cache() -> None:
 
 
 def feature_keys(backbone, ds, depths, size: int) -> dict:
-    """Cache keys of several depths: backbone name + weights + preprocessing + depth + data content.
+    """Cache keys of several depths: backbone name + weights (the classifier left out) + preprocessing + depth + data
+    content.
 
     The weights and the data are hashed once for all depths (probe.depth_features asks for many at a time).
     """
-    common = [backbone.name, weights_digest(backbone), backbone.preprocessing.with_size(size).key()]
+    head = getattr(backbone, "classifier", None)  # pooled features never pass through it: a new head, same key
+    common = [backbone.name, weights_digest(backbone, skip=head if isinstance(head, nn.Module) else None),
+              backbone.preprocessing.with_size(size).key()]
     fingerprint = ds.fingerprint()
     return {d: hashlib.sha1("|".join(common + [str(d), fingerprint]).encode()).hexdigest()[:20] for d in depths}
 

@@ -135,7 +135,7 @@ SETTINGS: dict[str, str] = {
     "fe-beats-scratch": ("Lite0 on Fashion-MNIST, 50 images per class at 64 px, scratch with its own validation-chosen "
         "LR; the article's case is ResNet-50 on 500 chest X-rays at 224 px."),
     "head-3-epochs": ("Head on cached Lite0 features, 3 epochs vs the validation-chosen epoch, Fashion-MNIST 50 per "
-        "class; the article reports a loss curve on chest X-rays, not an accuracy gap."),
+        "class, all 10,000 test images; the article reports a loss curve on chest X-rays, not an accuracy gap."),
     "two-stage-beats-fe": ("Lite0, Fashion-MNIST 50 per class, 64 px, a few epochs at equal step budgets; the article "
         "fine-tunes ResNet-50 for 10 more epochs on chest X-rays."),
     "full-ft-below-two-stage": ("Lite0 on Fashion-MNIST 50 per class at the article's loop: augmentation and BatchNorm "
@@ -152,8 +152,8 @@ SETTINGS: dict[str, str] = {
     "memory-4x": ("Random-init ResNet-50 (the article's network) measured on the meta device: the tensors of one "
         "training step, full vs frozen, at batch 1-64 and 112-224 px; the article's figure is a GPU reading at batch "
         "32, 224 px, which also holds the CUDA context."),
-    "quick-resolution": ("Lite0 feature extraction at 64 px vs 112 px on Fashion-MNIST 50 per class; a check of the "
-        "kit's own warning."),
+    "quick-resolution": ("Lite0 feature extraction at 64 px vs 112 px on Fashion-MNIST 50 per class, all 10,000 test "
+        "images; a check of the kit's own warning."),
     "matrix-similar-is-closer": ("Linear probes on frozen small-CNN features (source: Fashion-MNIST 0-4) against a "
         "random init of the same network, on Fashion-MNIST 5-9 as they are and with permuted pixels, 10 per class; "
         "the course's check that the matrix's similarity axis is real."),

@@ -48,6 +48,25 @@ def test_second_extraction_does_not_run_the_backbone(tmp_path, monkeypatch):
                 features.feature_key(bb, ds, None, 48), features.feature_key(other, ds, None, 32)}) == 4
 
 
+def test_a_new_classifier_keeps_the_feature_key_and_a_changed_body_does_not():
+    """02 gives every run a fresh, seeded head (reset_head) on the same pretrained body: the pooled features never
+    pass through the head, so they must be found in the cache whatever head the copy carries."""
+    import copy
+
+    import torch
+
+    ds = data.digits("test").few_shot(2)
+    bb = labkit.load_backbone("efficientnet_lite0")
+    fresh_head = copy.deepcopy(bb)
+    torch.manual_seed(1)
+    fresh_head.reset_head(3)
+    assert features.feature_key(fresh_head, ds, None, 32) == features.feature_key(bb, ds, None, 32)
+    tuned = copy.deepcopy(bb)
+    with torch.no_grad():
+        tuned.net.conv_stem.weight.add_(1e-3)  # one step of fine-tuning in the body: new features, a new key
+    assert features.feature_key(tuned, ds, None, 32) != features.feature_key(bb, ds, None, 32)
+
+
 def test_train_head_on_cached_features():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 16)).astype(np.float32)
