@@ -61,7 +61,7 @@ def _say(lines: list[str], dataset: str) -> None:
 
 
 def _check_02(train, test, dataset: str, n_per_class: int, val_per_class: int, test_size: int | None = None,
-              curve_sizes: Sequence[int] = ()) -> tuple[dict[str, Any], list[str]]:
+              curve_sizes: Sequence[int] = (), frozen_test_size: int | None = None) -> tuple[dict[str, Any], list[str]]:
     """02_freeze_strategies: validation held out of the training split, then n_per_class and the curve from the rest.
     """
     counts = _need_classes(train, dataset, "comparing freeze strategies",
@@ -91,8 +91,13 @@ def _check_02(train, test, dataset: str, n_per_class: int, val_per_class: int, t
     n_test = _need_test(test, dataset)
     if test_size and test is not None and test_size > n_test:
         notes.append(f"test_size={test_size} asked, but the test split has {n_test} images; all of them are used.")
+    if frozen_test_size and test is not None and frozen_test_size > n_test:
+        notes.append(f"frozen_test_size={frozen_test_size} asked, but the test split has {n_test} images; the frozen "
+                     "rows score all of them.")
     sizes = {"n_per_class": n_train, "val_per_class": val_n, "curve_sizes": curve,
-             "test_size": min(test_size, n_test) if test_size and test is not None else test_size}
+             "test_size": min(test_size, n_test) if test_size and test is not None else test_size,
+             "frozen_test_size": (min(frozen_test_size, n_test) if frozen_test_size and test is not None
+                                  else frozen_test_size)}
     return sizes, notes
 
 
@@ -160,10 +165,10 @@ def check_data(notebook: str, train, test=None, *, dataset: Any, verbose: bool =
     """Check `train` (and `test`) against what `notebook`'s later cells will draw; return the sizes to use.
 
     notebook: "02_freeze_strategies" or "04_nlp_finetuning"; sizes: the notebook's parameters after its tier
-    defaults (02: n_per_class, val_per_class, test_size, curve_sizes; 04: n_per_class, few_shot_sizes,
-    n_val_per_class, test_size, finetune_test_size, label_column). dataset: the data set as the user named it.
-    Prints one sentence per clamped size (nothing when nothing is clamped); raises DataCheckError when the data
-    set cannot serve the notebook at all.
+    defaults (02: n_per_class, val_per_class, test_size, curve_sizes, frozen_test_size; 04: n_per_class,
+    few_shot_sizes, n_val_per_class, test_size, finetune_test_size, label_column). dataset: the data set as the user
+    named it. Prints one sentence per clamped size (nothing when nothing is clamped); raises DataCheckError when the
+    data set cannot serve the notebook at all.
     """
     if notebook not in CHECKS:
         raise KeyError(f"No data check for {notebook!r}; known: {sorted(CHECKS)}.")

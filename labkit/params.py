@@ -184,7 +184,8 @@ def _declarations() -> dict[str, dict[str, Param | Setting]]:
         "02_freeze_strategies": {
             "backbone_name": backbone, "dataset": image_data, "n_per_class": Param("int", low=1),
             "val_per_class": COUNT.per_tier(20, 50), "test_size": COUNT.per_tier(500, 2000),
-            "resolution": PIXELS.per_tier(64, 224), "num_epochs": COUNT.per_tier(3, 5),
+            "frozen_test_size": COUNT.per_tier(None, None), "resolution": PIXELS.per_tier(64, 224),
+            "num_epochs": COUNT.per_tier(3, 5),
             "curve_sizes": SIZES.per_tier((5, 20, 50), (5, 20, 50, 200, 500)), "threads": COUNT.per_tier(2, None),
             "resolutions": Setting((64, 112), (112, 224), "input sizes the frozen features are compared at"),
             "network_pixel_budget": Setting(500 * 64 * 64, None, "training images x pixels per image the network "

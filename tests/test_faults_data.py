@@ -58,7 +58,8 @@ def run_02_data_cell(dataset: Path, **overrides) -> dict:
     """Notebook 02's data cell, executed with the tier's values (quick) and `overrides`; returns its namespace."""
     quick = tier_values("02_freeze_strategies", "quick")
     ns = dict(dataset=str(dataset), n_per_class=50, val_per_class=quick["val_per_class"], test_size=quick["test_size"],
-              curve_sizes=sorted(set(quick["curve_sizes"]) | {50}), seed=0)
+              curve_sizes=sorted(set(quick["curve_sizes"]) | {50}), frozen_test_size=quick["frozen_test_size"],
+              seed=0)
     ns.update(overrides)
     exec(cell_source("02_freeze_strategies", 'data.load_dataset(dataset, split="train")'), ns)
     return ns
@@ -91,6 +92,17 @@ def test_02_small_folder_is_clamped_with_sentences_and_every_later_draw_fits(tmp
     assert ns["n_train"] == 8 and ns["val_n"] == 3 and ns["curve_sizes"] == [5, 8]
     for n in ns["curve_sizes"]:  # the label curve's draws (cell "label_curve") fit the pool
         ns["train_pool"].few_shot(n, seed=0)
+
+
+def test_02_frozen_rows_score_every_test_image_unless_asked_fewer(tmp_path, capsys):
+    ns = run_02_data_cell("digits")  # the tier's None: every test image, for section 4b's frozen rows
+    assert ns["test_frozen"] is ns["test_full"] and len(ns["test_ds"]) < len(ns["test_full"])
+    ns = run_02_data_cell("digits", frozen_test_size=100)
+    assert abs(len(ns["test_frozen"]) - 100) <= 5  # stratified: about 100
+    folder = image_folder(tmp_path / "mydata", {"cats": 15, "dogs": 20})  # 10 test images
+    ns = run_02_data_cell(folder, frozen_test_size=50)
+    assert "frozen_test_size=50 asked, but the test split has 10 images" in capsys.readouterr().out
+    assert len(ns["test_frozen"]) == 10
 
 
 def test_02_default_data_prints_nothing(capsys):
