@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                 # all CPU benchmarks (a few minutes)
     python benchmarks/run.py --course        # also time the whole course in quick mode (`labkit run`)
-    python benchmarks/run.py --only claims --update-readme   # the course's claims over 5 seeds (about 75 min):
+    python benchmarks/run.py --only claims --update-readme   # the course's claims over 5 seeds (about 90 min):
                                              # `labkit batch batches/claims.yaml` from an empty feature cache,
                                              # published to docs/claims.md
     python benchmarks/run.py --only claims --claims-from bench_out/claims/course-claims --update-readme
@@ -350,7 +350,7 @@ def bench_claims(from_batch: str | None = None) -> None:
     print(proc.stdout[-3000:])
     if proc.returncode != 0:
         print(f"    labkit batch failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    per_nb = _minutes_per_notebook(out / "course-claims" / "runs.csv")
+    per_nb = _minutes_by_notebook(_done_runs(out / "course-claims" / "runs.csv"))
     # the counts live in one place, the README's claims line written from the ledger; this row is the time only
     row("course claims over 5 seeds (labkit batch batches/claims.yaml)", total / 60, 75.0, "min", total / 60 / 75.0,
         "<= 1 (75 min)", total <= 75 * 60 and proc.returncode == 0,
@@ -365,58 +365,52 @@ EMPTY_CACHE_MARK = "empty-cache.txt"  # written beside a batch that bench_claims
 def _first_run_row(folder: Path) -> None:
     """The course as a student's first `make run` meets it: seed 0 (the notebooks' default) of every notebook, from
     a claims batch that started from an empty feature cache, so each seed-independent result is computed there."""
-    import csv
-
     if not (folder.parent / EMPTY_CACHE_MARK).exists():
         raise SystemExit(f"{folder} was not started from an empty feature cache by `benchmarks/run.py --only claims`; "
                          "its seed-0 runs may have read features an earlier run computed.")
-    with open(folder / "runs.csv", newline="") as f:
-        first = {r["notebook"]: float(r["duration_s"]) for r in csv.DictReader(f)
-                 if r["status"] == "done" and str(r.get("seed")) == "0"}
-    total = sum(first.values())
-    detail = ", ".join(f"{nb[:2]} {sec / 60:.1f}" for nb, sec in sorted(first.items()))
+    first = [r for r in _done_runs(folder / "runs.csv") if str(r.get("seed")) == "0"]
+    total = sum(float(r["duration_s"]) for r in first)
     row("whole course, first run on an empty feature cache (seed 0 of the claims batch)", total / 60, 15.0, "min",
-        total / 60 / 15.0, "<= 1 (15 min)", total <= 15 * 60 and all(sec <= 6 * 60 for sec in first.values()),
-        f"min per notebook (each <= 6): {detail}; the notebooks in one process each, as `labkit run` runs them")
+        total / 60 / 15.0, "<= 1 (15 min)", total <= 15 * 60 and all(float(r["duration_s"]) <= 6 * 60 for r in first),
+        f"min per notebook (each <= 6): {_minutes_by_notebook(first)}; the notebooks in one process each, as "
+        "`labkit run` runs them")
 
 
-def _minutes_per_notebook(table: Path) -> str:
-    """'00 1.5, 01 1.7, ...': minutes each notebook's runs took in a batch's runs.csv (empty when it has none)."""
+def _done_runs(table: Path) -> list[dict]:
+    """The finished runs of a batch's runs.csv (none when the table does not exist)."""
     import csv
 
     if not table.exists():
-        return ""
-    per_nb: dict[str, float] = {}
+        return []
     with open(table, newline="") as f:
-        for r in csv.DictReader(f):
-            per_nb[r["notebook"]] = per_nb.get(r["notebook"], 0.0) + float(r["duration_s"] or 0)
+        return [r for r in csv.DictReader(f) if r["status"] == "done"]
+
+
+def _minutes_by_notebook(runs: list[dict]) -> str:
+    """'00 1.5, 01 1.7, ...': the minutes each notebook's runs took, from runs.csv rows."""
+    per_nb: dict[str, float] = {}
+    for r in runs:
+        per_nb[r["notebook"]] = per_nb.get(r["notebook"], 0.0) + float(r["duration_s"] or 0)
     return ", ".join(f"{nb[:2]} {sec / 60:.1f}" for nb, sec in sorted(per_nb.items()))
 
 
 def _claims_row_from(folder: Path) -> None:
     """The claims-batch row from a finished batch's runs.csv: every run of the spec done, durations summed."""
-    import csv
-
     table = folder / "runs.csv"
     if not table.exists():
         raise SystemExit(f"{table} does not exist: run `labkit batch batches/claims.yaml --out ...` (or its "
                          "--report-only) first.")
-    with open(table, newline="") as f:
-        runs = list(csv.DictReader(f))
     from labkit.tools.batch_spec import load_spec
 
     expected = {run.run_id for run in load_spec(ROOT / "batches" / "claims.yaml").runs}
-    done = [r for r in runs if r["status"] == "done" and r["run_id"] in expected]
+    done = [r for r in _done_runs(table) if r["run_id"] in expected]
     if len(done) != len(expected):
         raise SystemExit(f"{table}: {len(done)} of the spec's {len(expected)} runs are done; finish the batch first.")
     total = sum(float(r["duration_s"]) for r in done)
-    per_nb: dict[str, float] = {}
-    for r in done:
-        per_nb[r["notebook"]] = per_nb.get(r["notebook"], 0.0) + float(r["duration_s"])
-    parts = ", ".join(f"{nb[:2]} {sec / 60:.1f}" for nb, sec in sorted(per_nb.items()))
     row("course claims over 5 seeds (labkit batch batches/claims.yaml)", total / 60, 75.0, "min", total / 60 / 75.0,
         "<= 1 (75 min)", total <= 75 * 60,
-        f"the sum of its {len(done)} runs' recorded durations (min: {parts}); ledger in docs/claims.md")
+        f"the sum of its {len(done)} runs' recorded durations (min: {_minutes_by_notebook(done)}); ledger in "
+        "docs/claims.md")
 
 
 def bench_gpu_modes(device, size: int = 224, batch: int = 128) -> None:

@@ -89,15 +89,18 @@ def _check_02(train, test, dataset: str, n_per_class: int, val_per_class: int, t
         notes.append(f"curve_sizes {over} are above the {pool} images per class there are; the curve runs at "
                      f"{curve} (lower curve_sizes to choose the points).")
     n_test = _need_test(test, dataset)
-    if test_size and test is not None and test_size > n_test:
-        notes.append(f"test_size={test_size} asked, but the test split has {n_test} images; all of them are used.")
-    if frozen_test_size and test is not None and frozen_test_size > n_test:
-        notes.append(f"frozen_test_size={frozen_test_size} asked, but the test split has {n_test} images; the frozen "
-                     "rows score all of them.")
+
+    def test_images(name: str, asked: int | None, who: str) -> int | None:
+        """`asked` test images, lowered to the split's size with a sentence (None: every image)."""
+        if not asked or test is None:
+            return asked
+        if asked > n_test:
+            notes.append(f"{name}={asked} asked, but the test split has {n_test} images; {who}.")
+        return min(asked, n_test)
+
     sizes = {"n_per_class": n_train, "val_per_class": val_n, "curve_sizes": curve,
-             "test_size": min(test_size, n_test) if test_size and test is not None else test_size,
-             "frozen_test_size": (min(frozen_test_size, n_test) if frozen_test_size and test is not None
-                                  else frozen_test_size)}
+             "test_size": test_images("test_size", test_size, "all of them are used"),
+             "frozen_test_size": test_images("frozen_test_size", frozen_test_size, "the frozen rows score all of them")}
     return sizes, notes
 
 
