@@ -186,6 +186,35 @@ def bench_fit_overhead(device, steps: int = 60) -> None:
         t_fit / t_min, "<= 1.1x", t_fit / t_min <= 1.1, "SmallCNN, batch 128 at 28 px, AdamW, defaults of fit")
 
 
+def bench_layout(device, size: int = 64, batch: int = 32, steps: int = 8) -> None:
+    """4b. A Lite0 training step and an eval forward in channels_last (labkit's default) vs torch's default layout."""
+    x = torch.randn(batch, 3, size, size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+
+    def timed(memory_format, train: bool) -> float:
+        labkit.seed_everything(0, deterministic=False)
+        model = labkit.load_backbone("efficientnet_lite0", num_classes=10).use_memory_format(memory_format).to(device)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step() -> None:
+            if train:
+                model.train()
+                opt.zero_grad()
+                nn.functional.cross_entropy(model(x), y).backward()
+                opt.step()
+            else:
+                model.eval()
+                with torch.inference_mode():
+                    model(x)
+        step()  # warm-up: oneDNN picks its kernels on the first call
+        return _best_of(lambda: [step() for _ in range(steps)]) / steps
+
+    for train, what in ((True, "training step"), (False, "eval forward")):
+        cl, default = timed(torch.channels_last, train), timed(torch.contiguous_format, train)
+        row(f"Lite0 {what}: channels_last vs default layout", cl * 1000, default * 1000, "ms", cl / default,
+            "<= 1", cl <= default, f"batch {batch} at {size} px, {torch.get_num_threads()} threads")
+
+
 def bench_memory(device, size: int = 224, batch: int = 32) -> None:
     """4. Peak training memory with a frozen backbone vs full fine-tuning, same batch."""
     backbone = labkit.load_backbone("efficientnet_lite0", num_classes=10).to(device)
@@ -419,8 +448,8 @@ def bench_gpu_modes(device, size: int = 224, batch: int = 128) -> None:
     x = torch.randn(batch, 3, size, size, device=device)
 
     def run(amp: bool, cl: bool) -> float:
-        m = backbone.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-        xi = x.contiguous(memory_format=torch.channels_last) if cl else x.contiguous()
+        m = backbone.use_memory_format(torch.channels_last if cl else torch.contiguous_format)
+        xi = x
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else torch.autocast("cuda", enabled=False)
         with torch.inference_mode(), ctx:
             for _ in range(3):
@@ -486,7 +515,7 @@ def _merge_tables(old: str, new_lines: list[str], date: str) -> str:
     return "\n".join(head + rows) + "\n"
 
 
-BENCHES = ["extraction", "cached_head", "fit", "memory", "text", "course", "claims", "first_run", "gpu"]
+BENCHES = ["extraction", "cached_head", "fit", "layout", "memory", "text", "course", "claims", "first_run", "gpu"]
 
 
 def main(argv=None) -> int:
@@ -513,6 +542,8 @@ def main(argv=None) -> int:
         bench_cached_head(device, args.n, args.size)
     if "fit" in chosen:
         bench_fit_overhead(device)
+    if "layout" in chosen:
+        bench_layout(device)
     if "memory" in chosen:
         bench_memory(device)
     if "text" in chosen:
