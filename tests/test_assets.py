@@ -47,6 +47,21 @@ def test_random_init_is_same_architecture_different_weights(lite0):
     assert rand.class_names is None
 
 
+def test_backbones_run_channels_last_and_the_layout_changes_only_rounding():
+    bb = labkit.load_backbone("efficientnet_lite0")
+    assert bb.net.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not bb.net.conv_stem.weight.is_contiguous()  # really laid out NHWC, not a 1x1 tensor that is both
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # an ordinary NCHW batch goes in
+    with torch.inference_mode():
+        fast = bb.eval().features(x, "top")
+        plain = bb.use_memory_format(torch.contiguous_format).features(x, "top")
+    assert bb.net.conv_stem.weight.is_contiguous()
+    assert torch.allclose(fast, plain, atol=1e-4, rtol=1e-4)
+    # the weights hold the same values in either layout (the hash that keys the feature cache reads values)
+    assert labkit.load_backbone("efficientnet_lite0").state_dict()["net.conv_stem.weight"].equal(
+        bb.state_dict()["net.conv_stem.weight"])
+
+
 def test_num_classes_replaces_the_head():
     bb = labkit.load_backbone("efficientnet_lite0", num_classes=7)
     assert bb(torch.zeros(1, 3, 64, 64)).shape == (1, 7)
