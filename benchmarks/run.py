@@ -2,7 +2,7 @@
 
     python benchmarks/run.py                 # all CPU benchmarks (a few minutes)
     python benchmarks/run.py --course        # also time the whole course in quick mode (`labkit run`)
-    python benchmarks/run.py --only claims --update-readme   # the course's claims over 5 seeds (about 90 min):
+    python benchmarks/run.py --only claims --update-readme   # the course's claims over 5 seeds (about 77 min):
                                              # `labkit batch batches/claims.yaml` from an empty feature cache,
                                              # published to docs/claims.md
     python benchmarks/run.py --only claims --claims-from bench_out/claims/course-claims --update-readme

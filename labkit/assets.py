@@ -149,9 +149,10 @@ class Backbone(nn.Module):
     def use_memory_format(self, memory_format: torch.memory_format) -> "Backbone":
         """Lay the weights (and every input batch) out in `memory_format`; returns self.
 
-        channels_last is the default: oneDNN's CPU convolutions train about 1.9x and evaluate about 1.7x faster in
-        it than in torch's default layout (`python benchmarks/run.py --only layout` measures the two side by
-        side). The numbers differ from the default layout's only in float rounding.
+        channels_last is the default: oneDNN's CPU convolutions run faster in it than in torch's default layout
+        (a Lite0 training step in about half the time on 2 threads; `python benchmarks/run.py --only layout`
+        measures the two side by side). The numbers differ from the default layout's in float rounding, so the
+        feature cache keys them apart (`labkit.features.feature_keys`).
         """
         self.memory_format = memory_format
         self.net.to(memory_format=memory_format)

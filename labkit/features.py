@@ -48,14 +48,17 @@ def clear_memory_cache() -> None:
 
 
 def feature_keys(backbone, ds, depths, size: int) -> dict:
-    """Cache keys of several depths: backbone name + weights (the classifier left out) + preprocessing + depth + data
-    content.
+    """Cache keys of several depths: backbone name + weights (the classifier left out) + memory layout +
+    preprocessing + depth + data content.
+
+    The layout is in the key because features computed in channels_last and in the default layout differ in float
+    rounding: a cache filled by one layout never answers for the other.
 
     The weights and the data are hashed once for all depths (probe.depth_features asks for many at a time).
     """
     head = getattr(backbone, "classifier", None)  # pooled features never pass through it: a new head, same key
     common = [backbone.name, weights_digest(backbone, skip=head if isinstance(head, nn.Module) else None),
-              backbone.preprocessing.with_size(size).key()]
+              str(getattr(backbone, "memory_format", "")), backbone.preprocessing.with_size(size).key()]
     fingerprint = ds.fingerprint()
     return {d: hashlib.sha1("|".join(common + [str(d), fingerprint]).encode()).hexdigest()[:20] for d in depths}
 
