@@ -197,7 +197,6 @@ def _fold_head(head: nn.Module, classifier: nn.Linear) -> None:
 
 
 VAL_EVERY_STEPS = 16  # validate after about 500 training images (16 batches of 32)
-CHANNELS_LAST = True  # NHWC for the convolutions (labkit backbones already are; a plain nn.Module is converted)
 
 
 def run_strategy(strategy: Strategy, make_backbone: Callable[[bool], nn.Module], train_ds, test_ds, *,
@@ -283,7 +282,7 @@ class _StrategyRun:
             val_loader = make_loader(val_ds, model, batch_size=128, size=size) if val_ds is not None else None
             history = fit(model, loader, val_loader, num_epochs=strategy.head_epochs, lr=strategy.head_lr,
                           callbacks=self.checkpoint_on_val() + [
-                              Precision(channels_last=CHANNELS_LAST), MeasureMemory(), ProgressBar(enabled=False),
+                              Precision(), MeasureMemory(), ProgressBar(enabled=False),
                               ValidateEvery(max(1, val_every_steps // len(loader)))],
                           bn_policy="train" if strategy.train_batchnorm else "freeze", device=device)
             self.keep(history, "head", len(loader))
@@ -326,7 +325,8 @@ class _StrategyRun:
         train_loader = make_loader(train_ds, model, batch_size=batch_size, shuffle=True, seed=seed, size=size,
                                    augment=strategy.augment)
         val_loader = make_loader(val_ds, model, batch_size=128, size=size) if val_ds is not None else None
-        callbacks += [LRSchedule(strategy.scheduler), Precision(channels_last=CHANNELS_LAST), MeasureMemory(),
+        # Precision(): bf16 autocast on CUDA; the NHWC layout is the Backbone's own (Backbone.use_memory_format)
+        callbacks += [LRSchedule(strategy.scheduler), Precision(), MeasureMemory(),
                       ValidateEvery(max(1, val_every_steps // len(train_loader))), ProgressBar(enabled=False)]
         history = fit(model, train_loader, val_loader, num_epochs=strategy.num_epochs, lr=strategy.lr,
                       weight_decay=strategy.weight_decay, param_groups=param_groups, callbacks=callbacks, device=device)

@@ -127,6 +127,53 @@ def test_trainer_recipe_runs_one_step_and_keeps_the_best_epoch():
     assert 0 <= scored["acc"] <= 1 and len(scored["pred"]) == len(ds)
 
 
+def test_trainer_keeps_the_best_epoch_in_memory_as_its_checkpoints_would(tmp_path, monkeypatch):
+    """Without output_dir the best epoch's weights are kept in memory and no checkpoint is written; the run ends
+    with exactly the weights the Trainer's own way (a checkpoint per epoch, the best read back) gives."""
+    from transformers import Trainer
+
+    train, val = _toy(6), _toy(4)
+    saves = []
+    save_checkpoint = Trainer._save_checkpoint
+    monkeypatch.setattr(Trainer, "_save_checkpoint", lambda self, *a, **k: saves.append(1) or save_checkpoint(
+        self, *a, **k))
+
+    def run(**where):
+        result = text.trainer_finetune(_classifier(), train, val, lr=1e-3, num_epochs=3, batch_size=4, max_length=16,
+                                       device="cpu", progress=False, **where)
+        return result, {n: p.detach().clone() for n, p in result.model.state_dict().items()}
+
+    in_memory, weights = run()
+    assert saves == []  # not one checkpoint
+    on_disk, disk_weights = run(output_dir=tmp_path / "checkpoints")
+    assert len(saves) == 3 and any((tmp_path / "checkpoints").glob("checkpoint-*"))
+    # validation ties at 1.0 in every epoch here: both keep the first of equals, epoch 1 of 3
+    assert [e["val_acc"] for e in in_memory.epochs] == [e["val_acc"] for e in on_disk.epochs]
+    assert in_memory.best_epoch == on_disk.best_epoch == 1
+    assert weights.keys() == disk_weights.keys()
+    assert all(torch.equal(weights[k], disk_weights[k]) for k in weights)
+
+
+def test_keep_best_in_memory_keeps_the_first_of_equals_and_restores_it():
+    keep = text._keep_best_in_memory("eval_accuracy")
+    model = torch.nn.Linear(2, 1)
+    kept = {k: v.clone() for k, v in model.state_dict().items()}
+    for accuracy in (0.5, 0.5, 0.4):  # a tie and a worse epoch: neither replaces the first
+        keep.on_evaluate(None, None, None, metrics={"eval_accuracy": accuracy}, model=model)
+        with torch.no_grad():
+            model.weight.add_(1.0)
+    keep.restore(model)
+    assert all(torch.equal(model.state_dict()[k], kept[k]) for k in kept)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    better = {k: v.clone() for k, v in model.state_dict().items()}
+    keep.on_evaluate(None, None, None, metrics={"eval_accuracy": 0.6}, model=model)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    keep.restore(model)
+    assert all(torch.equal(model.state_dict()[k], better[k]) for k in better)
+
+
 def test_trainer_evaluates_every_few_epochs_when_asked():
     clf = _classifier()
     ds = _toy(4)  # 8 texts: one step per epoch at batch 8
