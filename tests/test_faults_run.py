@@ -136,16 +136,25 @@ def _wait_for(path: Path, proc: subprocess.Popen, seconds: float = 90) -> dict:
     pytest.fail("the notebook never reached its waiting cell")
 
 
+def _sigint(disposition):
+    """A preexec_fn that starts the child with SIGINT at `disposition`: SIG_DFL as a terminal starts a command,
+    SIG_IGN as a shell script's `&` does (then Python leaves SIGINT ignored unless the program says otherwise)."""
+    return lambda: signal.signal(signal.SIGINT, disposition)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupted_run_is_marked_and_leaves_nothing_behind(tmp_path, sig):
+@pytest.mark.parametrize("sig, started", [(signal.SIGINT, signal.SIG_DFL), (signal.SIGINT, signal.SIG_IGN),
+                                          (signal.SIGTERM, signal.SIG_DFL)],
+                         ids=["ctrl-c", "ctrl-c, started in the background", "sigterm"])
+def test_interrupted_run_is_marked_and_leaves_nothing_behind(tmp_path, sig, started):
     nbs, runs, marker, block = tmp_path / "nbs", tmp_path / "runs", tmp_path / "marker.json", tmp_path / "block"
     block.write_text("wait")
     make_notebook(nbs / "00_waits.ipynb", CHECKPOINT_AND_WAIT, "done = True")
     cmd = [sys.executable, "-m", "labkit", "run", "--dir", str(nbs), "--out", str(runs),
            "-p", f"block={block}", "-p", f"marker={marker}"]
+    # the SIGINT disposition is set, not inherited: pytest itself may run in the background with SIGINT ignored
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "LABKIT_CACHE": str(tmp_path / "cache")})
+                            env={**os.environ, "LABKIT_CACHE": str(tmp_path / "cache")}, preexec_fn=_sigint(started))
     try:
         seen = _wait_for(marker, proc)
         sent = time.monotonic()

@@ -113,6 +113,9 @@ def run(args: argparse.Namespace) -> int:
     records = []
     in_main = threading.current_thread() is threading.main_thread()
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+    # Ctrl-C raises KeyboardInterrupt even when this process started with SIGINT ignored (a shell script's `&` and
+    # nohup-style launchers start it so; Python then leaves SIGINT ignored), as `labkit batch` stops either way
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler) if in_main else None
     try:
         for i, (path, params) in enumerate(plans, 1):
             print(f"[{i}/{len(plans)}] {path.stem} ...", flush=True)
@@ -132,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous_term)
+            signal.signal(signal.SIGINT, previous_int)
     import pandas as pd  # deferred: `labkit run --help` should not pay for pandas
 
     bands_file = find_bands(directory)
