@@ -460,7 +460,7 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
-        with hub_progress(progress):  # e.g. the "writing model shards" bar of every checkpoint
+        with hub_progress(progress):  # e.g. the "writing model shards" bar of each checkpoint (output_dir given)
             trainer.train()
         if keep is not None:
             keep.restore(trainer.model)
@@ -486,24 +486,27 @@ def trainer_finetune(text_model: TextModel, train_ds: TextDataset, val_ds: TextD
 
 
 def _keep_best_in_memory(metric: str):
-    """A Trainer callback that copies the weights at each evaluation that beats every earlier one (strictly, as the
-    Trainer's load_best_model_at_end compares, so the first of equals stays) and puts the best back with
-    `restore(model)`: the Trainer's best-model rule without a checkpoint on disk. The copy sits on the CPU, so a
-    GPU run pays no GPU memory for it."""
+    """A Trainer callback with labkit's `KeepBest` rule (a strictly higher `metric` replaces the kept weights, so the
+    first of equals stays, as the Trainer's load_best_model_at_end compares) that copies the weights at each better
+    evaluation and puts the best back with `restore(model)`: the best-model rule without a checkpoint on disk. The
+    copy sits on the CPU, so a GPU run pays no GPU memory for it."""
     from transformers import TrainerCallback
 
+    from labkit.callbacks import KeepBest
+
     class KeepBestInMemory(TrainerCallback):
-        best, weights = None, None
+        def __init__(self):
+            self.rule = KeepBest(monitor=metric, mode="max")  # holds best_value and best_state
 
         def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
             value = (metrics or {}).get(metric)
-            if value is not None and model is not None and (self.best is None or value > self.best):
-                self.best = value
-                self.weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if value is not None and model is not None and self.rule._better(value):
+                self.rule.best_value = value
+                self.rule.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
         def restore(self, model: nn.Module) -> None:
-            if self.weights is not None:  # nothing when no evaluation ran
-                model.load_state_dict(self.weights)
+            if self.rule.best_state is not None:  # nothing when no evaluation ran
+                model.load_state_dict(self.rule.best_state)
 
     return KeepBestInMemory()
 
