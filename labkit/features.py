@@ -55,12 +55,28 @@ def feature_keys(backbone, ds, depths, size: int) -> dict:
     rounding: a cache filled by one layout never answers for the other.
 
     The weights and the data are hashed once for all depths (probe.depth_features asks for many at a time).
+
+    depth None (a Backbone's default, its last feature depth) is keyed as that depth's name: `extract_features` then
+    reads what `probe.depth_features` stored for the same depth, and the reverse. Both pool the same feature map of
+    the same batches, so their numbers are identical (tests/test_features.py checks), and a notebook that asks for
+    the final features of a test pool another notebook probed at every depth does not run the backbone again.
     """
     head = getattr(backbone, "classifier", None)  # pooled features never pass through it: a new head, same key
     common = [backbone.name, weights_digest(backbone, skip=head if isinstance(head, nn.Module) else None),
               str(getattr(backbone, "memory_format", "")), backbone.preprocessing.with_size(size).key()]
     fingerprint = ds.fingerprint()
-    return {d: hashlib.sha1("|".join(common + [str(d), fingerprint]).encode()).hexdigest()[:20] for d in depths}
+    return {d: hashlib.sha1("|".join(common + [str(_named_depth(backbone, d)), fingerprint]).encode()).hexdigest()[:20]
+            for d in depths}
+
+
+def _named_depth(backbone, depth: str | None) -> str | None:
+    """`depth`, or for None the last feature depth's name where the model is a Backbone whose `features(x, None)`
+    is that depth's pooled output (a subclass that redefines `features` keeps None: its default may differ)."""
+    from labkit.assets import Backbone
+
+    if depth is None and isinstance(backbone, Backbone) and type(backbone).features is Backbone.features:
+        return backbone.feature_depths[-1]
+    return depth
 
 
 def feature_key(backbone, ds, depth: str | None, size: int) -> str:

@@ -48,6 +48,32 @@ def test_loader_makes_normalised_three_channel_batches():
     assert len(data.make_loader(ds, pre, batch_size=8)) == 4
 
 
+@pytest.mark.parametrize("interpolation, size", [("bilinear", 64), ("bicubic", 112), ("bilinear", 20)])
+@pytest.mark.parametrize("augment", [False, "flip", "article"])
+def test_grayscale_batches_are_resized_once_and_equal_three_resized_channels(interpolation, size, augment):
+    """A grayscale batch is resized as one channel and then copied to three: the same pixels, to the bit, as
+    resizing three copies (the old order, three times the work), with and without each augmentation."""
+    import torch.nn.functional as F
+
+    from labkit.data.loaders import augment_like_the_article
+
+    pre = Preprocessing(mean=(0.3, 0.4, 0.5), std=(0.2, 0.25, 0.3), size=size, interpolation=interpolation)
+    images = data.fashion_mnist("test").images[:24]
+    loader = data.make_loader(data.fashion_mnist("test").subset(np.arange(24)), pre, batch_size=24, augment=augment)
+    got = loader.transform(images, torch.Generator().manual_seed(3))
+
+    generator = torch.Generator().manual_seed(3)
+    x = torch.from_numpy(images).unsqueeze(1).float().div_(255.0).expand(-1, 3, -1, -1)  # the old order
+    if augment == "flip":
+        flip = torch.rand(24, generator=generator) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    x = F.interpolate(x, size=(size, size), mode=interpolation, align_corners=False, antialias=28 > size).clamp_(0, 1)
+    if augment == "article":
+        x = augment_like_the_article(x, generator)
+    assert got.shape == (24, 3, size, size) and got.is_contiguous()
+    assert torch.equal(got, pre.normalize(x))
+
+
 def test_image_folder_bring_your_own_data(tmp_path):
     from PIL import Image
 

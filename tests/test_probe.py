@@ -162,3 +162,32 @@ def test_cache_keys_match_extract_features(lite0, tiny):
     keys = features.feature_keys(lite0, tiny, ["stem", "top"], 48)  # what probe.depth_features uses
     assert keys == {d: features.feature_key(lite0, tiny, d, 48) for d in ("stem", "top")}
     assert keys["stem"] != keys["top"] and features.feature_key(lite0, tiny, "stem", 32) != keys["stem"]
+
+
+def test_final_features_are_shared_between_depth_features_and_extract_features(lite0, tiny):
+    """depth None is the last feature depth: 01 probes a test pool at every depth, and 02's final features of the
+    same pool at the same size come from that cache with the same numbers, without running the backbone again."""
+    last = lite0.feature_depths[-1]
+    assert features.feature_key(lite0, tiny, None, 48) == features.feature_key(lite0, tiny, last, 48)
+    before_last = lite0.feature_depths[-2]
+    assert features.feature_key(lite0, tiny, None, 48) != features.feature_key(lite0, tiny, before_last, 48)
+    fresh, _ = features.extract_features(lite0, tiny, size=48, cache=False, progress=False)
+    by_depth = probe.depth_features(lite0, tiny, [lite0.feature_depths[1], last], size=48, progress=False)
+    with count_calls(lite0.net.conv_stem) as counter:
+        X, y = features.extract_features(lite0, tiny, size=48, progress=False)
+        features.clear_memory_cache()
+        X_disk, _ = features.extract_features(lite0, tiny, size=48, progress=False)
+    assert counter["calls"] == 0  # a memory hit, then a disk hit
+    assert np.array_equal(X, fresh) and np.array_equal(X_disk, fresh) and np.array_equal(y, tiny.labels)
+    assert np.array_equal(by_depth[last][0], fresh)
+
+
+def test_a_backbone_that_redefines_features_keeps_its_own_default_key(lite0, tiny):
+    class Wider(Backbone):
+        def features(self, x, depth=None):  # e.g. two depths concatenated: not the last depth's pooled output
+            return super().features(x, depth)
+
+    other = Wider.__new__(Wider)
+    other.__dict__.update(lite0.__dict__)
+    last = lite0.feature_depths[-1]
+    assert features.feature_key(other, tiny, None, 48) != features.feature_key(other, tiny, last, 48)

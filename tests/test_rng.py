@@ -12,7 +12,8 @@ import torch
 
 LABKIT = Path(__file__).resolve().parents[1] / "labkit"
 GLOBAL_SEEDS = {("torch", "manual_seed"), ("torch", "seed"), ("torch.cuda", "manual_seed"),
-                ("torch.cuda", "manual_seed_all"), ("np.random", "seed"), ("numpy.random", "seed"),
+                ("torch.cuda", "manual_seed_all"), ("torch.random.default_generator", "manual_seed"),
+                ("torch.default_generator", "manual_seed"), ("np.random", "seed"), ("numpy.random", "seed"),
                 ("random", "seed")}
 
 
@@ -98,3 +99,32 @@ def test_train_head_keeps_its_numbers_and_the_callers_state():
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     torch.manual_seed(1)
     assert torch.equal(torch.rand(2), after_a)  # train_head drew nothing from the caller's stream
+
+
+def test_article_augmentation_draws_what_torch_manual_seed_gave_without_calling_it(monkeypatch):
+    """Each image's transforms draw from its own seed on the CPU generator: the same pixels as seeding with
+    torch.manual_seed (which also reseeds every GPU generator, and on a CUDA build records a traceback per call, 9 s
+    of a quick run of 02), and the caller's stream goes on as if nothing had been drawn."""
+    from labkit.data.loaders import article_augmentation, augment_like_the_article
+
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    seeds = torch.randint(0, 2**31 - 1, (6,), generator=torch.Generator().manual_seed(4)).tolist()
+    reference = torch.empty_like(x)
+    with torch.random.fork_rng(devices=[]):
+        for i, s in enumerate(seeds):
+            torch.manual_seed(s)
+            reference[i] = article_augmentation()(x[i])
+    reference.clamp_(0, 1)
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+
+    def forbidden(seed):
+        raise AssertionError("torch.manual_seed called")
+
+    monkeypatch.setattr(torch, "manual_seed", forbidden)
+    out = augment_like_the_article(x, torch.Generator().manual_seed(4))
+    monkeypatch.undo()
+    assert torch.equal(torch.rand(3), expected_next)
+    assert torch.equal(out, reference) and not torch.equal(out, x.clamp(0, 1))
