@@ -58,7 +58,7 @@ def feature_keys(backbone, ds, depths, size: int) -> dict:
 
     depth None (a Backbone's default, its last feature depth) is keyed as that depth's name: `extract_features` then
     reads what `probe.depth_features` stored for the same depth, and the reverse. Both pool the same feature map of
-    the same batches, so their numbers are identical (tests/test_features.py checks), and a notebook that asks for
+    the same batches, so their numbers are identical (tests/test_probe.py checks), and a notebook that asks for
     the final features of a test pool another notebook probed at every depth does not run the backbone again.
     """
     head = getattr(backbone, "classifier", None)  # pooled features never pass through it: a new head, same key
