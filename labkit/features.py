@@ -10,9 +10,14 @@ and `labkit.text.embed` (sentence embeddings, kept in memory only) all go throug
 `cache_keep`, and one counter, `STATS`, counts what ran and what the cache answered:
 backbone_batches (batches a backbone ran on to make features), memory_hits and disk_hits (keys found).
 `clear_memory_cache()` (also `probe.clear_memory_cache`) forgets the memory part; the disk part stays.
+
+Computed once per machine, also when runs overlap: `computing(keys)` holds a lock per key while one process computes
+what the disk cache lacks, so a second process that needs the same key (two notebooks or two seeds run side by side
+by `labkit run --jobs 2` or a batch with two workers) waits for it and reads the file instead of computing it again.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import zipfile
 from pathlib import Path
@@ -29,7 +34,8 @@ from labkit.metrics import accuracy
 from labkit.repro import local_seed, resolve_device
 from labkit.train import MeasureMemory, ProgressBar, fit
 
-__all__ = ["extract_features", "subset_features", "feature_key", "feature_keys", "clear_memory_cache", "fit_probe",
+__all__ = ["extract_features", "subset_features", "feature_key", "feature_keys", "clear_memory_cache", "computing",
+           "fit_probe",
            "linear_probe", "choose_C", "PROBE_CS",
            "train_head", "make_head", "FeatureLoader", "cache_dir", "STATS"]
 
@@ -122,6 +128,22 @@ def cache_put(key: str, X: np.ndarray, y: np.ndarray, memory: dict | None = None
     return memory[key]
 
 
+@contextlib.contextmanager
+def computing(keys: Sequence[str]):
+    """Hold the compute lock of every key in `keys` for the block: the one process that computes them at a time.
+
+    The caller looks in the cache again inside the block (another process may have written a key while this one
+    waited) and computes only what is still missing. The locks are taken in sorted order, and no caller takes a
+    second set inside the block, so two processes never wait for each other in a circle. A killed process's locks
+    go with it (flock). The lock files sit beside the features (`<key>.computing.lock`), apart from the write lock
+    that `cache_put` takes, so the holder can write its keys inside the block.
+    """
+    with contextlib.ExitStack() as stack:
+        for key in sorted(set(keys)):
+            stack.enter_context(file_lock(cache_dir() / f"{key}.computing"))
+        yield
+
+
 def cache_keep(key: str, value) -> None:
     """Keep `value` in the in-memory cache only (what is cheap to recompute, e.g. one text's embedding)."""
     _MEMORY[key] = value
@@ -145,6 +167,17 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
         out, _ = cache_get(key)
         if out is not None:
             return out
+        with computing([key]):  # another run computing the same features: wait for it, then read its file
+            out, _ = cache_get(key)
+            if out is not None:
+                return out
+            X, y = _extract(backbone, ds, depth, size, batch_size, device, progress, pre)
+            return cache_put(key, X, y)
+    return _extract(backbone, ds, depth, size, batch_size, device, progress, pre)
+
+
+def _extract(backbone, ds, depth, size, batch_size, device, progress, pre) -> tuple[np.ndarray, np.ndarray]:
+    """The backbone's pooled features of `ds` at `depth` (extract_features without the cache)."""
     device = resolve_device(device)
     backbone.to(device)
     loader = make_loader(ds, pre, batch_size=batch_size, size=size)
@@ -158,9 +191,7 @@ def extract_features(backbone, ds, depth: str | None = None, size: int | None = 
         for x, _ in iterator:
             STATS["backbone_batches"] += 1
             feats.append(backbone.features(x.to(device), depth).float().cpu())
-    X = torch.cat(feats).numpy().astype(np.float32)
-    y = ds.labels.copy()
-    return cache_put(key, X, y) if cache else (X, y)
+    return torch.cat(feats).numpy().astype(np.float32), ds.labels.copy()
 
 
 def subset_features(backbone, pool, rows, **kwargs) -> tuple[np.ndarray, np.ndarray]:

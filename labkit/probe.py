@@ -21,6 +21,7 @@ from labkit.features import (
     cache_put,
     choose_C,
     clear_memory_cache,
+    computing,
     feature_keys,
     linear_probe,
 )
@@ -105,7 +106,23 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
     todo = [d for d in names if d not in out]
     if not todo:
         return {d: out[d] for d in names}
+    if not cache:
+        out.update(_record_depths(backbone, ds, todo, size, batch_size, device, progress))
+        return {d: out[d] for d in names}
+    with computing([keys[d] for d in todo]):  # another run computing these depths: wait, then read its files
+        for d in todo:
+            found, _ = cache_get(keys[d])
+            if found is not None:
+                out[d] = found
+        todo = [d for d in todo if d not in out]
+        if todo:
+            for d, (X, y) in _record_depths(backbone, ds, todo, size, batch_size, device, progress).items():
+                out[d] = cache_put(keys[d], X, y)
+    return {d: out[d] for d in names}
 
+
+def _record_depths(backbone, ds, todo, size, batch_size, device, progress) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """One pass over `ds` that pools every depth in `todo` (depth_features without the cache)."""
     device = resolve_device(device)
     backbone.to(device)
     modules = {d: _module_for(backbone, d) for d in todo}
@@ -128,10 +145,7 @@ def depth_features(backbone, ds, depths: Sequence[str] | None = None, size: int 
                 backbone.forward_to(x, last)
             for d in todo:
                 pooled[d].append(_pool(acts[d]).float().cpu())
-    for d in todo:
-        X = torch.cat(pooled[d]).numpy().astype(np.float32)
-        out[d] = cache_put(keys[d], X, ds.labels.copy()) if cache else (X, ds.labels.copy())
-    return {d: out[d] for d in names}
+    return {d: (torch.cat(pooled[d]).numpy().astype(np.float32), ds.labels.copy()) for d in todo}
 
 
 def layerwise_probe(backbone, train_ds, test_ds, depths: Sequence[str] | None = None, size: int | None = None,

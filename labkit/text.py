@@ -34,7 +34,7 @@ from torch import nn
 from labkit._torchutil import hub_progress, model_device, progress_enabled, weights_digest
 from labkit.assets import AssetUnavailableError, TextModel
 from labkit.data import IMDB_URL, TextDataset, imdb, make_text_loader
-from labkit.features import cache_get, cache_keep, cache_put, fit_probe
+from labkit.features import cache_get, cache_keep, cache_put, computing, fit_probe
 from labkit.freeze import count_parameters, discriminative_param_groups
 from labkit.memory import bytes_to_mb, measure_training_memory
 from labkit.metrics import Accuracy
@@ -137,8 +137,11 @@ def embed(text_model: TextModel, texts: Sequence[str], max_length: int | None = 
         whole = "embed-" + hashlib.sha1("\n".join(keys).encode()).hexdigest()[:24]
         found, _ = cache_get(whole)
         if found is None:
-            X = embed(text_model, texts, max_length, batch_size=batch_size, device=device)
-            found = cache_put(whole, X, np.zeros(len(X), dtype=np.int8))
+            with computing([whole]):  # another run embedding the same list: wait for it, then read its file
+                found, _ = cache_get(whole)
+                if found is None:
+                    X = embed(text_model, texts, max_length, batch_size=batch_size, device=device)
+                    found = cache_put(whole, X, np.zeros(len(X), dtype=np.int8))
         X = np.asarray(found[0], dtype=np.float32)
         for key, row in zip(keys, X):  # each text's row in memory too: a later subset of these texts costs nothing
             cache_keep(key, row)

@@ -85,7 +85,8 @@ def test_only_runs_the_named_notebooks_and_refuses_an_unknown_name(workdir, caps
 
 def test_spec_problems_are_all_listed(workdir):
     spec = write_spec(workdir, {"notebooks": ["toy", "99_missing"], "tier": "huge", "grid": {"x": ["big"]},
-                                "parameters": {"fail": "yes"}, "seeds": [0], "repeats": 2, "typo_key": 1})
+                                "parameters": {"fail": "yes"}, "seeds": [0], "repeats": 2, "typo_key": 1,
+                                "cpu_workers": 0})
     with pytest.raises(SpecError) as info:
         load_spec(spec)
     message = str(info.value)
@@ -95,6 +96,7 @@ def test_spec_problems_are_all_listed(workdir):
     assert "tier must be one of quick, full" in message
     assert "either `seeds" in message
     assert "unknown key(s) typo_key" in message
+    assert "cpu_workers should be an integer >= 1, got 0" in message
 
 
 def test_plan_run_ids_are_stable_and_distinct(workdir):
@@ -343,6 +345,14 @@ def test_cpu_runs_side_by_side_share_the_cores_with_sleeping_threads(monkeypatch
         finally:
             pool.close()
         assert seen == [expected]  # one CPU run alone keeps OpenMP's defaults (spinning threads are faster)
+    # notebooks that pin their own torch threads (the quick tier) keep the thread counts they have alone
+    seen.clear()
+    pool = LocalPool(2, [], pinned_threads=True)
+    try:
+        pool.submit({"source": "x"}, key="0").result()
+    finally:
+        pool.close()
+    assert seen == [{"OMP_WAIT_POLICY": "PASSIVE"}]
 
 
 def test_shipped_bands_and_example_spec_are_valid():

@@ -352,3 +352,44 @@ def test_labkit_run_hands_the_kernel_one_absolute_cache_root(tmp_path, monkeypat
     assert seen["LABKIT_CACHE"] == str(tmp_path / "relative-cache")
     assert seen["TMPDIR"] == str(tmp_path / "out" / ".00_x.tmp")  # the run's own temporary folder
     assert not (tmp_path / "out" / ".00_x.tmp").exists()  # removed when the run ended
+
+
+# a cell that says which kernel it runs in (one file per kernel), then waits while `block` exists
+SAY_AND_WAIT = """# NBVAL_IGNORE_OUTPUT
+import json, os, time
+json.dump({"kernel": os.getpid()}, open(f"{marker}.{os.getpid()}.tmp", "w"))
+os.replace(f"{marker}.{os.getpid()}.tmp", f"{marker}.{os.getpid()}")
+deadline = time.time() + 60
+while block and os.path.exists(block) and time.time() < deadline:
+    time.sleep(0.1)"""
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_both_notebooks_that_run_side_by_side(tmp_path):
+    nbs, runs, marker, block = tmp_path / "nbs", tmp_path / "runs", tmp_path / "marker", tmp_path / "block"
+    block.write_text("wait")
+    for name in ("00_waits", "01_waits", "02_waits"):
+        make_notebook(nbs / f"{name}.ipynb", SAY_AND_WAIT, "done = True")
+    cmd = [sys.executable, "-m", "labkit", "run", "--dir", str(nbs), "--out", str(runs),
+           "-p", f"block={block}", "-p", f"marker={marker}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "LABKIT_CACHE": str(tmp_path / "cache")},
+                            preexec_fn=_sigint(signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 90
+        while len([p for p in tmp_path.glob("marker.*") if not p.name.endswith(".tmp")]) < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, "two notebooks never ran side by side"
+            time.sleep(0.1)
+        kernels = [json.loads(p.read_text())["kernel"] for p in tmp_path.glob("marker.*") if p.suffix != ".tmp"]
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "interrupted" in output, output
+    (out,) = runs.iterdir()
+    states = {p.name.split(".")[0]: json.loads(p.read_text())["status"] for p in out.glob("*.status.json")}
+    # the two that ran are stopped; the third, which never ran, is not reported finished
+    assert list(states.values()).count("interrupted") >= 2 and "done" not in states.values(), states
+    assert not list(out.glob(".*"))  # no job file, no outcome file, no temporary folder
+    assert all(not psutil.pid_exists(k) or psutil.Process(k).status() == "zombie" for k in kernels)

@@ -92,3 +92,45 @@ def test_time_limits_stop_the_run_and_leave_no_process_behind(course, tmp_path, 
         assert "`deadline = time.time() + 60`" in message  # the cell that was running
     assert set(me.children(recursive=True)) <= before  # no papermill child or kernel survives
     assert not (tmp_path / "out" / "00_toy.results.json").exists()
+
+
+def test_quick_notebooks_run_two_side_by_side_longest_first_with_their_own_thread_counts(course, tmp_path, capsys,
+                                                                                           monkeypatch):
+    from labkit.tools import batch as batch_mod
+    from labkit.tools.runner import LONGEST_FIRST, start_order
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(var, raising=False)
+    started = []
+
+    def fake(env, source, out_dir, parameters, **job):
+        started.append((Path(source).stem, env))
+        return {"status": "done", "notebook": Path(source).stem, "duration_s": 1.0, "numbers": {"n": 1},
+                "claims": [], "log": "x.log"}
+
+    monkeypatch.setattr(batch_mod, "execute_notebook", fake)
+    assert main(["run", "--dir", str(course), "--out", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "2 notebook(s), tier=quick, 2 side by side" in out
+    # the quick tier pins torch's threads itself: the runs keep the machine's thread counts (the same numbers as
+    # alone), and an idle OpenMP thread sleeps instead of spinning on the core the other run needs
+    passive = {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert sorted(started) == [("00_toy", passive), ("01_broken", passive)]
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    numbers = (run_dir / "numbers.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in numbers[1:]] == ["00_toy", "01_broken"]  # the course order, not finish order
+
+    # --jobs 1: one after another, each alone with OpenMP's defaults; --jobs 0 is refused before anything runs
+    started.clear()
+    monkeypatch.setattr("labkit.tools.runner.execute_notebook",
+                        lambda source, out, params, **kw: fake({}, source, out, params))
+    assert main(["run", "--dir", str(course), "--out", str(tmp_path / "runs"), "--jobs", "1"]) == 0
+    assert started == [("00_toy", {}), ("01_broken", {})]
+    assert main(["run", "--dir", str(course), "--out", str(tmp_path / "runs2"), "--jobs", "0"]) == 2
+    assert "--jobs must be 1 or more" in capsys.readouterr().err and not (tmp_path / "runs2").exists()
+
+    # the course's longest notebooks start first; a notebook the list does not know keeps its place after them
+    names = ["00_tour", "01_feature_hierarchy", "07_mine", "04_nlp_finetuning", "02_freeze_strategies"]
+    assert [names[i] for i in start_order([Path(f"{n}.ipynb") for n in names])] == [
+        "04_nlp_finetuning", "02_freeze_strategies", "01_feature_hierarchy", "00_tour", "07_mine"]
+    assert set(LONGEST_FIRST) == {p.stem for p in find_notebooks([], Path(__file__).parents[1] / "solutions")}

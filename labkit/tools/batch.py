@@ -107,24 +107,31 @@ def detect_gpus() -> list[str]:
 class LocalPool:
     """Runs on threads in this process (each thread waits on a papermill child), pinned round-robin to GPUs."""
 
-    def __init__(self, workers: int, gpus: list[str]):
+    def __init__(self, workers: int, gpus: list[str], pinned_threads: bool = False):
+        """pinned_threads: the notebooks set their own torch thread count (the quick tier pins 2, so that its
+        numbers do not depend on the machine); then the environment's thread counts are left as they are, so a run
+        side by side computes exactly what it computes alone. Otherwise several CPU runs would each grab every
+        core, and the cores are shared out through OMP_NUM_THREADS and MKL_NUM_THREADS."""
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="labkit-run")
         self.futures: list[concurrent.futures.Future] = []
         self.slots: queue.Queue = queue.Queue()
         for i in range(workers):
             self.slots.put(gpus[i % len(gpus)] if gpus else None)
-        # Several CPU runs side by side would each grab every core; share them out instead.
-        self.threads = None if gpus or workers == 1 else str(max(1, (os.cpu_count() or 1) // workers))
+        self.side_by_side = not gpus and workers > 1
+        shared = self.side_by_side and not pinned_threads
+        self.threads = str(max(1, (os.cpu_count() or 1) // workers)) if shared else None
 
-    def _execute(self, job: dict) -> dict:
+    def _execute(self, job: dict, on_start=None) -> dict:
         gpu = self.slots.get()
         try:
+            if on_start is not None:  # e.g. `labkit run` prints the notebook's line when it really starts
+                on_start()
             env = dict(job.pop("env", {}) or {})
             if gpu is not None:
                 env["CUDA_VISIBLE_DEVICES"] = gpu  # one run, one GPU
-            elif self.threads:
+            elif self.side_by_side:
                 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-                    if var not in os.environ:
+                    if self.threads and var not in os.environ:
                         env[var] = self.threads
                 # runs that share the cores: an idle OpenMP thread sleeps instead of spinning on a core another run
                 # needs (spinning made two side-by-side CPU runs each about 2x slower than sleeping threads)
@@ -134,9 +141,9 @@ class LocalPool:
         finally:
             self.slots.put(gpu)
 
-    def submit(self, job: dict, key: str):
-        """Start one run on a free thread; returns a concurrent.futures.Future."""
-        future = self.executor.submit(self._execute, job)
+    def submit(self, job: dict, key: str, on_start=None):
+        """Start one run on a free thread (calling `on_start()` first); returns a concurrent.futures.Future."""
+        future = self.executor.submit(self._execute, job, on_start)
         self.futures = [f for f in self.futures if not f.done()] + [future]
         return future
 
@@ -306,7 +313,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of `labkit batch`."""
     parser.add_argument("spec", metavar="SPEC.yaml", help="batch spec (format: docs/batches.md)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="runs at the same time (default: one per GPU, else 1; with --scheduler: no limit)")
+                        help="runs at the same time (default: one per GPU, else the spec's cpu_workers or 1; with "
+                             "--scheduler: no limit)")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="submit runs to this Dask scheduler")
     parser.add_argument("--retries", type=int, default=None,
                         help=f"retries per failed run (default: spec or {DEFAULT_RETRIES})")
@@ -377,8 +385,8 @@ def run(args: argparse.Namespace) -> int:
             where = f"Dask scheduler {args.scheduler}"
         else:
             gpus = detect_gpus()
-            workers = args.workers or max(1, len(gpus))
-            pool, max_inflight = LocalPool(workers, gpus), workers
+            workers = args.workers or (len(gpus) if gpus else batch.cpu_workers)
+            pool, max_inflight = LocalPool(workers, gpus, pinned_threads=batch.tier == "quick"), workers
             where = f"{workers} local worker(s)" + (f" on GPU(s) {','.join(gpus)}" if gpus else " (CPU)")
         print(f"running on {where}, retries={batch.retries}", flush=True)
         with stop_signals():  # Ctrl-C sets a flag; the loop stops every run and returns within seconds

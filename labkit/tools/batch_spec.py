@@ -24,7 +24,7 @@ from labkit.tools.notebooks import available_notebooks, resolve_notebook
 from labkit.tools.parameters import check_parameters, notebook_parameters
 
 SPEC_KEYS = {"name", "notebooks", "notebooks_dir", "tier", "parameters", "grid", "seeds", "repeats", "retries",
-             "kernel", "cell_timeout", "timeout", "headline", "reference_bands"}
+             "cpu_workers", "kernel", "cell_timeout", "timeout", "headline", "reference_bands"}
 NOTEBOOK_KEYS = {"notebook", "parameters", "grid", "headline"}
 DEFAULT_RETRIES = 1
 
@@ -56,6 +56,7 @@ class Batch:
     cell_timeout: float | None = DEFAULT_CELL_TIMEOUT
     timeout: float | None = None
     retries: int = DEFAULT_RETRIES
+    cpu_workers: int = 1  # runs side by side on a machine without a GPU (--workers overrides)
     headline: list[str] = field(default_factory=list)
     bands: dict = field(default_factory=dict)
     bands_file: Path | None = None
@@ -143,6 +144,10 @@ def load_spec(path: str | os.PathLike, retries: int | None = None) -> Batch:
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         problems.append(f"retries should be an integer >= 0, got {retries!r}")
         retries = DEFAULT_RETRIES
+    cpu_workers = spec.get("cpu_workers", 1)
+    if isinstance(cpu_workers, bool) or not isinstance(cpu_workers, int) or cpu_workers < 1:
+        problems.append(f"cpu_workers should be an integer >= 1, got {cpu_workers!r}")
+        cpu_workers = 1
     cell_timeout = _number_or_none(spec, "cell_timeout", problems) if "cell_timeout" in spec else DEFAULT_CELL_TIMEOUT
     timeout = _number_or_none(spec, "timeout", problems)
     headline = spec.get("headline") or []
@@ -230,4 +235,4 @@ def load_spec(path: str | os.PathLike, retries: int | None = None) -> Batch:
     unique = list({r.run_id: r for r in runs}.values())  # the same point listed twice runs once
     return Batch(name=str(spec.get("name") or spec_path.stem), spec_path=spec_path.resolve(), tier=tier, runs=unique,
                  swept=swept, kernel=spec.get("kernel", DEFAULT_KERNEL), cell_timeout=cell_timeout, timeout=timeout,
-                 retries=retries, headline=headline, bands=bands, bands_file=bands_file)
+                 retries=retries, cpu_workers=cpu_workers, headline=headline, bands=bands, bands_file=bands_file)

@@ -1,4 +1,4 @@
-"""`labkit run`: execute notebooks one after another with papermill and show the numbers they recorded.
+"""`labkit run`: execute notebooks with papermill (two side by side in the quick tier) and show their numbers.
 
 The parameters are checked first (`labkit.tools.parameters`); each notebook runs through
 `labkit.tools.execution.execute_notebook` (a papermill child process, shared with `labkit batch`); then the numbers,
@@ -7,6 +7,7 @@ the course ledger and a report are written to a fresh folder under --out.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import signal
 import sys
 import threading
@@ -50,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"seconds allowed per cell (default: {DEFAULT_CELL_TIMEOUT})")
     parser.add_argument("--kernel", default=DEFAULT_KERNEL, help=f"Jupyter kernel name (default: {DEFAULT_KERNEL})")
     parser.add_argument("--dir", default="solutions", help="where notebooks are looked up (default: solutions)")
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="notebooks run side by side (default: 2 in the quick tier, whose notebooks pin torch to 2 "
+                             "threads, so each computes what it computes alone; 1 in the full tier)")
 
 
 def course_ledger(claims: list[dict], csv_path: Path | None = None) -> str:
@@ -69,13 +73,47 @@ def ledger_text(claims: list[dict]) -> str:
     return "Claims checked (the course ledger)\n" + text_table(header, rows) + f"\n{count_line(claims)}"
 
 
+_PRINTING = threading.Lock()
+
+
+def _say(line: str) -> None:
+    """Print one whole line, also when two notebooks start at the same moment (their pool threads print)."""
+    with _PRINTING:
+        print(line, flush=True)
+
+
+def _report(rec: dict, i: int, n: int, out: Path) -> dict:
+    """Print one finished notebook's line (and its warnings or error); returns the record."""
+    verdict = "done" if rec["status"] == "done" else "FAILED"
+    print(f"[{i}/{n}] {rec['notebook']}: {verdict} in {rec['duration_s']:.0f} s", flush=True)
+    for warning in rec.get("warnings") or []:
+        print(f"    warning: {warning}", flush=True)
+    if rec["status"] != "done":
+        print(f"    {rec['error']['message']}\n    log: {out / rec['log']}", flush=True)
+    return rec
+
+
 def _raise_interrupt(signum, frame) -> None:
     """SIGTERM handler of `labkit run`: stop like Ctrl-C (kill the kernel, mark the run interrupted, clean up)."""
     raise KeyboardInterrupt
 
 
+# the course's notebooks from the longest quick run to the shortest (the claims batch's seed-0 runs on 2 cores:
+# 04 6.7 min, 02 4.3, 05 2.0, 03 1.9, 01 1.9, 00 0.4). Only the order in which `labkit run --jobs 2` starts them:
+# a long notebook started last would run alone at the end while the other slot has nothing left to do.
+LONGEST_FIRST = ("04_nlp_finetuning", "02_freeze_strategies", "05_pitfalls", "03_forgetting", "01_feature_hierarchy",
+                 "00_tour")
+
+
+def start_order(paths: list[Path]) -> list[int]:
+    """Indexes into `paths` in the order to start them side by side: the course's longest notebooks first, then any
+    other notebook in the order given."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    return sorted(range(len(paths)), key=lambda i: (rank.get(paths[i].stem, len(rank)), i))
+
+
 def run(args: argparse.Namespace) -> int:
-    """Execute the notebooks one after another, then print and save their recorded numbers."""
+    """Execute the notebooks (side by side with --jobs), then print and save their recorded numbers."""
     directory = Path(args.dir)
     notebooks = find_notebooks(list(args.notebooks or []), directory)
     overrides = parse_assignments(args.parameter)
@@ -104,38 +142,55 @@ def run(args: argparse.Namespace) -> int:
         problems += [f"{unknown_parameter(plans[0][0].stem, k, names)} (-p)" for k in unknown]
     elif unknown:
         problems.append(f"no selected notebook has a parameter named {', '.join(repr(k) for k in unknown)}")
+    jobs = args.jobs if args.jobs is not None else (2 if args.tier == "quick" else 1)
+    if jobs < 1:
+        problems.append(f"--jobs must be 1 or more, got {jobs}")
     if problems:
         print("labkit run: nothing was run:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 2
+    jobs = min(jobs, len(plans))
     out = new_run_dir(Path(args.out))
     STOPPING.clear()
-    print(f"labkit run: {len(plans)} notebook(s), tier={args.tier}, output in {out}/")
-    records = []
+    side = f", {jobs} side by side" if jobs > 1 else ""
+    print(f"labkit run: {len(plans)} notebook(s), tier={args.tier}{side}, output in {out}/")
+    records: dict[int, dict] = {}
     in_main = threading.current_thread() is threading.main_thread()
     previous_term = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
     # Ctrl-C raises KeyboardInterrupt even when this process started with SIGINT ignored (a shell script's `&` and
     # nohup-style launchers start it so; Python then leaves SIGINT ignored), as `labkit batch` stops either way
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler) if in_main else None
+    order = list(enumerate(plans, 1))
+    pool = None
     try:
-        for i, (path, params) in enumerate(plans, 1):
-            print(f"[{i}/{len(plans)}] {path.stem} ...", flush=True)
-            rec = execute_notebook(path, out, params, kernel=args.kernel, cell_timeout=args.timeout)
-            records.append(rec)
-            verdict = "done" if rec["status"] == "done" else "FAILED"
-            print(f"[{i}/{len(plans)}] {path.stem}: {verdict} in {rec['duration_s']:.0f} s", flush=True)
-            for warning in rec.get("warnings") or []:
-                print(f"    warning: {warning}", flush=True)
-            if rec["status"] != "done":
-                print(f"    {rec['error']['message']}\n    log: {out / rec['log']}", flush=True)
+        if jobs == 1:
+            for i, (path, params) in order:
+                print(f"[{i}/{len(plans)}] {path.stem} ...", flush=True)
+                records[i] = _report(execute_notebook(path, out, params, kernel=args.kernel,
+                                                      cell_timeout=args.timeout), i, len(plans), out)
+        else:
+            from labkit.tools.batch import LocalPool
+
+            pool = LocalPool(jobs, [], pinned_threads=args.tier == "quick")
+            waiting = {}
+            for i, (path, params) in [order[k] for k in start_order([p for p, _ in plans])]:
+                job = {"source": path, "out_dir": out, "parameters": params, "kernel": args.kernel,
+                       "cell_timeout": args.timeout}
+                starting = f"[{i}/{len(plans)}] {path.stem} ..."
+                waiting[pool.submit(job, key=path.stem, on_start=lambda line=starting: _say(line))] = i
+            for fut in concurrent.futures.as_completed(waiting):
+                records[waiting[fut]] = _report(fut.result(), waiting[fut], len(plans), out)
     except KeyboardInterrupt:
         stop_all()
-        print(f"\nlabkit run: interrupted; the notebook that was running is marked 'interrupted' and finished "
+        print(f"\nlabkit run: interrupted; the notebooks that were running are marked 'interrupted' and finished "
               f"notebooks are kept in {out}/", file=sys.stderr)
         return 130
     finally:
+        if pool is not None:
+            pool.close()
         if in_main:
             signal.signal(signal.SIGTERM, previous_term)
             signal.signal(signal.SIGINT, previous_int)
+    records = [records[i] for i in sorted(records)]  # the course order, whichever finished first
     import pandas as pd  # deferred: `labkit run --help` should not pay for pandas
 
     bands_file = find_bands(directory)
