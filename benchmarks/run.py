@@ -418,10 +418,11 @@ def bench_first_run() -> None:
     print(proc.stdout[-1500:])
     if proc.returncode != 0:
         print(f"    labkit run failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    from labkit.tools.runner import default_jobs
+
     runs = [json.loads(p.read_text()) for p in sorted(out.glob("*/*.status.json"))]
-    jobs = next((line.split(", ")[2].split()[0] for line in proc.stdout.splitlines()
-                 if line.startswith("labkit run:") and "side by side" in line), "1")
-    per_nb = ", ".join(f"{r['notebook'][:2]} {float(r['duration_s']) / 60:.1f}" for r in runs)
+    jobs = min(default_jobs("quick"), len(runs) or 1)
+    per_nb = _minutes_by_notebook(runs)
     row("whole course, first run on an empty feature cache (labkit run, as make run)", total / 60, 15.0, "min",
         total / 60 / 15.0, "<= 1 (15 min)", total <= 15 * 60 and proc.returncode == 0,
         f"{jobs} notebooks side by side; min per notebook, each sharing the cores with another: {per_nb}")

@@ -252,7 +252,9 @@ def _declarations() -> dict[str, dict[str, Param | Setting]]:
             "probe_per_class": Setting(40, 100, "texts per class of the held-out topics (forgetting)"),
             "few_shot_max_epochs": Setting(None, 40, "most epochs of a few-shot fine-tune (None: no cap)"),
             "mean_head": Setting(False, True, "whether the mean-pooling head row runs (one fine-tune more than the "
-                                              "quick tier's time allows)")},
+                                              "quick tier's time allows)"),
+            "llrd": Setting(False, True, "whether the layer-wise LR decay row runs (one fine-tune more than the quick "
+                                         "tier's time allows; five quick seeds cannot settle its claim)")},
         "05_pitfalls": {
             "backbone_name": backbone, "n_per_class": COUNT.per_tier(15, 100),
             "test_size": Param("int", low=10).per_tier(1000, 5000), "resolution": PIXELS.per_tier(64, 224),

@@ -98,11 +98,17 @@ def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-# the course's notebooks from the longest quick run to the shortest (the claims batch's seed-0 runs on 2 cores:
-# 04 6.7 min, 02 4.3, 05 2.0, 03 1.9, 01 1.9, 00 0.4). Only the order in which `labkit run --jobs 2` starts them:
-# a long notebook started last would run alone at the end while the other slot has nothing left to do.
+# the course's notebooks from the longest quick run to the shortest (README's bench rows give their minutes). Only
+# the order in which `labkit run --jobs 2` starts them: a long notebook started last would run alone at the end
+# while the other slot has nothing left to do.
 LONGEST_FIRST = ("04_nlp_finetuning", "02_freeze_strategies", "05_pitfalls", "03_forgetting", "01_feature_hierarchy",
                  "00_tour")
+
+
+def default_jobs(tier: str) -> int:
+    """Notebooks `labkit run` runs side by side when --jobs is not given: two in the quick tier (each pins torch to
+    2 threads, so a run beside another computes what it computes alone), one in the full tier."""
+    return 2 if tier == "quick" else 1
 
 
 def start_order(paths: list[Path]) -> list[int]:
@@ -142,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         problems += [f"{unknown_parameter(plans[0][0].stem, k, names)} (-p)" for k in unknown]
     elif unknown:
         problems.append(f"no selected notebook has a parameter named {', '.join(repr(k) for k in unknown)}")
-    jobs = args.jobs if args.jobs is not None else (2 if args.tier == "quick" else 1)
+    jobs = args.jobs if args.jobs is not None else default_jobs(args.tier)
     if jobs < 1:
         problems.append(f"--jobs must be 1 or more, got {jobs}")
     if problems:
