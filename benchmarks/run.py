@@ -496,6 +496,8 @@ def write_outputs(device, update_readme: bool) -> None:
     from labkit.repro import cpu_signature
 
     cpu = cpu_signature()  # e.g. "x86_64 GenuineIntel AVX512": speeds differ by CPU kind, so every row names it
+    measured = {r["benchmark"] for r in RESULTS if not r.get("kept")}
+    RESULTS[:] = [r for r in RESULTS if not (r.get("kept") and r["benchmark"] in measured)]  # re-run: the new row
     for r in RESULTS:
         if not r.pop("kept", False):  # a row read back with --rows-from already names its CPU
             r["note"] = f"{r['note']}; {cpu}" if r["note"] else cpu
